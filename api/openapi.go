@@ -1,0 +1,159 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	offload "github.com/offload-dev/offload"
+)
+
+// LoadSpec parses and validates the embedded openapi.yaml.
+func LoadSpec() (*openapi3.T, error) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(offload.OpenAPI)
+	if err != nil {
+		return nil, fmt.Errorf("load openapi.yaml: %w", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, fmt.Errorf("validate openapi.yaml: %w", err)
+	}
+	return doc, nil
+}
+
+// Validator enforces the OpenAPI document on requests.
+type Validator struct {
+	router    routers.Router
+	bodyLimit int64
+}
+
+// NewValidator returns a Validator for doc that also bounds request bodies to
+// bodyLimit bytes.
+func NewValidator(doc *openapi3.T, bodyLimit int64) (*Validator, error) {
+	r, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, fmt.Errorf("openapi router: %w", err)
+	}
+	return &Validator{router: r, bodyLimit: bodyLimit}, nil
+}
+
+// Middleware checks each request against the operation it targets: a body
+// over the limit answers 413, a wrong media type 415, malformed JSON or a bad
+// parameter 400, a body that fails the schema 422 — each a problem document
+// naming the field. Requests to paths the document does not describe pass
+// through untouched (the router answers them).
+func (v *Validator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route, params, err := v.router.FindRoute(r)
+		if err != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if p := v.check(w, r, route, params); p != nil {
+			p.Instance = r.URL.Path
+			WriteProblem(w, p)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (v *Validator) check(w http.ResponseWriter, r *http.Request, route *routers.Route, params map[string]string) *Problem {
+	if rb := route.Operation.RequestBody; rb != nil && rb.Value != nil {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, v.bodyLimit))
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				return NewProblem(TypeTooLarge, http.StatusRequestEntityTooLarge, "Request body too large",
+					fmt.Sprintf("the body exceeds the limit of %d bytes", v.bodyLimit))
+			}
+			return NewProblem(TypeMalformed, http.StatusBadRequest, "Unreadable request body", err.Error())
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if len(body) > 0 || rb.Value.Required {
+			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if err != nil || rb.Value.Content.Get(mt) == nil {
+				p := NewProblem(TypeMediaType, http.StatusUnsupportedMediaType, "Unsupported media type",
+					fmt.Sprintf("Content-Type %q is not accepted; send application/json", r.Header.Get("Content-Type")))
+				p.Errors = []FieldError{{Field: "Content-Type", Message: "must be application/json"}}
+				return p
+			}
+		}
+		if len(bytes.TrimSpace(body)) == 0 && rb.Value.Required {
+			p := NewProblem(TypeMalformed, http.StatusBadRequest, "Malformed JSON", "the request body is empty")
+			p.Errors = []FieldError{{Field: "/", Message: "a JSON body is required"}}
+			return p
+		}
+	}
+	in := &openapi3filter.RequestValidationInput{
+		Request: r, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{MultiError: true, AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
+	}
+	err := openapi3filter.ValidateRequest(r.Context(), in)
+	if err == nil {
+		return nil
+	}
+	return requestProblem(err)
+}
+
+// requestProblem maps openapi3filter errors to problem documents.
+func requestProblem(err error) *Problem {
+	var errs []error
+	var multi openapi3.MultiError
+	if errors.As(err, &multi) {
+		errs = multi
+	} else {
+		errs = []error{err}
+	}
+	var fields []FieldError
+	status := http.StatusUnprocessableEntity
+	for _, e := range errs {
+		var re *openapi3filter.RequestError
+		if !errors.As(e, &re) {
+			fields = append(fields, FieldError{Field: "/", Message: e.Error()})
+			continue
+		}
+		switch {
+		case re.Parameter != nil:
+			status = http.StatusBadRequest
+			fields = append(fields, FieldError{Field: re.Parameter.Name, Message: paramReason(re)})
+		case re.RequestBody != nil:
+			var pe *openapi3filter.ParseError
+			if errors.As(re.Err, &pe) {
+				p := NewProblem(TypeMalformed, http.StatusBadRequest, "Malformed JSON", pe.Error())
+				p.Errors = []FieldError{{Field: "/", Message: strings.TrimPrefix(pe.Error(), "body: ")}}
+				return p
+			}
+			fields = append(fields, FieldErrors(re.Err, "")...)
+		default:
+			fields = append(fields, FieldError{Field: "/", Message: re.Error()})
+		}
+	}
+	if status == http.StatusBadRequest {
+		p := NewProblem(TypeValidation, status, "Invalid request parameters", "one or more parameters are invalid")
+		p.Errors = fields
+		return p
+	}
+	return ValidationProblem("the request body does not match the schema", fields...)
+}
+
+func paramReason(re *openapi3filter.RequestError) string {
+	if re.Err != nil {
+		var se *openapi3.SchemaError
+		if errors.As(re.Err, &se) && se.Reason != "" {
+			return se.Reason
+		}
+		return re.Err.Error()
+	}
+	return re.Reason
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/offload-dev/offload/queue"
+	"github.com/offload-dev/offload/workers"
+)
+
+// Config is every setting of the server. Each field is read from an
+// environment variable and a flag of the same meaning (the flag wins); the
+// defaults are in withDefaults and in the README.
+type Config struct {
+	// Addr is where the API listens (ADDR, -addr). Default ":8080".
+	Addr string
+	// RedisURL is redis://[:password@]host:port/db (REDIS_URL, -redis-url).
+	// Empty starts an embedded in-memory Redis that keeps nothing across restarts.
+	RedisURL string
+	// RedisCluster treats RedisURL as a cluster seed: redis://host:port?addr=host2:port2
+	// (REDIS_CLUSTER, -redis-cluster). Default false.
+	RedisCluster bool
+	// Role is api, worker or all (ROLE, -role). Default all.
+	Role string
+	// Concurrency is how many jobs one worker process runs at once
+	// (CONCURRENCY, -concurrency). Default 10.
+	Concurrency int
+	// Queues are the queues a worker drains, "name[:weight],..." (QUEUES,
+	// -queues). Default "default".
+	Queues string
+	// QueuesStrict drains queues in the listed order instead of by weight
+	// (QUEUES_STRICT, -queues-strict). Default false.
+	QueuesStrict bool
+	// BodyLimit bounds request bodies in bytes (BODY_LIMIT, -body-limit). Default 1048576.
+	BodyLimit int64
+	// Retention is how long finished jobs stay readable (RETENTION, -retention). Default 24h.
+	Retention time.Duration
+	// Tombstone is how long an expired job answers 410 (TOMBSTONE, -tombstone). Default 168h.
+	Tombstone time.Duration
+	// Lease is the visibility timeout of a job held by a worker, renewed by
+	// heartbeat every third of it (LEASE, -lease). Default 30s.
+	Lease time.Duration
+	// ShutdownGrace is how long running jobs may finish on shutdown before
+	// they are interrupted and requeued (SHUTDOWN_GRACE, -shutdown-grace). Default 10s.
+	ShutdownGrace time.Duration
+	// LogLevel is debug, info, warn or error (LOG_LEVEL, -log-level). Default info.
+	LogLevel string
+	// LogFormat is json or console (LOG_FORMAT, -log-format). Default json.
+	LogFormat string
+
+	queues []workers.QueueWeight
+}
+
+// parseConfig reads the environment, then the flags.
+func parseConfig(args []string, getenv func(string) string) (Config, bool, error) {
+	var c Config
+	fs := flag.NewFlagSet("offload", flag.ContinueOnError)
+	str := func(p *string, name, env, def, usage string) {
+		v := getenv(env)
+		if v == "" {
+			v = def
+		}
+		fs.StringVar(p, name, v, usage+" ($"+env+")")
+	}
+	var errs []error
+	num := func(p *int, name, env string, def int, usage string) {
+		v := def
+		if s := getenv(env); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+			v = n
+		}
+		fs.IntVar(p, name, v, usage+" ($"+env+")")
+	}
+	boolean := func(p *bool, name, env, usage string) {
+		v, _ := strconv.ParseBool(getenv(env))
+		fs.BoolVar(p, name, v, usage+" ($"+env+")")
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
+		v := def
+		if s := getenv(env); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+			v = d
+		}
+		fs.DurationVar(p, name, v, usage+" ($"+env+")")
+	}
+	var bodyLimit int
+	str(&c.Addr, "addr", "ADDR", ":8080", "listen address")
+	str(&c.RedisURL, "redis-url", "REDIS_URL", "", "Redis URL; empty starts an embedded in-memory Redis")
+	boolean(&c.RedisCluster, "redis-cluster", "REDIS_CLUSTER", "treat REDIS_URL as a Redis Cluster seed")
+	str(&c.Role, "role", "ROLE", "all", "api, worker or all")
+	num(&c.Concurrency, "concurrency", "CONCURRENCY", 10, "jobs run at once per worker process")
+	str(&c.Queues, "queues", "QUEUES", "default", "queues to drain: name[:weight],...")
+	boolean(&c.QueuesStrict, "queues-strict", "QUEUES_STRICT", "drain queues in strict order")
+	num(&bodyLimit, "body-limit", "BODY_LIMIT", 1<<20, "request body limit in bytes")
+	dur(&c.Retention, "retention", "RETENTION", 24*time.Hour, "how long finished jobs are kept")
+	dur(&c.Tombstone, "tombstone", "TOMBSTONE", 7*24*time.Hour, "how long expired jobs answer 410")
+	dur(&c.Lease, "lease", "LEASE", 30*time.Second, "job lease (visibility timeout)")
+	dur(&c.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 10*time.Second, "grace for running jobs at shutdown")
+	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or console")
+	healthcheck := fs.Bool("healthcheck", false, "GET /healthz on ADDR and exit 0 when it answers 200 (for container health checks)")
+	if err := fs.Parse(args); err != nil {
+		return c, false, err
+	}
+	c.BodyLimit = int64(bodyLimit)
+	if err := errors.Join(errs...); err != nil {
+		return c, false, err
+	}
+	return c, *healthcheck, c.validate()
+}
+
+// validate checks every field and parses the queue list.
+func (c *Config) validate() error {
+	var errs []error
+	switch c.Role {
+	case "all", "api", "worker":
+	default:
+		errs = append(errs, fmt.Errorf("ROLE must be all, api or worker, not %q", c.Role))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 10000 {
+		errs = append(errs, fmt.Errorf("CONCURRENCY must be 1..10000, not %d", c.Concurrency))
+	}
+	if c.BodyLimit < 1024 {
+		errs = append(errs, fmt.Errorf("BODY_LIMIT must be at least 1024 bytes, not %d", c.BodyLimit))
+	}
+	for name, d := range map[string]time.Duration{"RETENTION": c.Retention, "TOMBSTONE": c.Tombstone,
+		"LEASE": c.Lease, "SHUTDOWN_GRACE": c.ShutdownGrace} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, not %s", name, d))
+		}
+	}
+	if c.Lease < 3*time.Second && c.Lease > 0 {
+		errs = append(errs, fmt.Errorf("LEASE must be at least 3s, not %s", c.Lease))
+	}
+	switch c.LogFormat {
+	case "json", "console":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_FORMAT must be json or console, not %q", c.LogFormat))
+	}
+	c.queues = nil
+	for _, part := range strings.Split(c.Queues, ",") {
+		name, w, hasW := strings.Cut(strings.TrimSpace(part), ":")
+		weight := 1
+		if hasW {
+			n, err := strconv.Atoi(w)
+			if err != nil || n < 1 {
+				errs = append(errs, fmt.Errorf("QUEUES: weight of %q must be a positive integer", name))
+			}
+			weight = n
+		}
+		if !queue.ValidQueueName(name) {
+			errs = append(errs, fmt.Errorf("QUEUES: %q: %w", name, queue.ErrBadQueueName))
+		}
+		c.queues = append(c.queues, workers.QueueWeight{Name: name, Weight: weight})
+	}
+	if c.RedisURL != "" {
+		if _, err := url.Parse(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// masked returns the Redis URL with its password hidden.
+func (c Config) masked() string {
+	if c.RedisURL == "" {
+		return "(embedded)"
+	}
+	u, err := url.Parse(c.RedisURL)
+	if err != nil {
+		return "(unparseable)"
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+func getenv(k string) string { return os.Getenv(k) }

@@ -1,0 +1,206 @@
+// Command server runs Offload: the HTTP API, the worker pool and the queue
+// maintenance, in one process (ROLE=all) or split into tiers (ROLE=api,
+// ROLE=worker) over one Redis or Redis Cluster. With no REDIS_URL it starts an
+// embedded in-memory Redis, so that `go run ./cmd/server` is a whole service.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/offload-dev/offload/handlers"
+	"github.com/offload-dev/offload/queue"
+	"github.com/offload-dev/offload/statusstore"
+	"github.com/offload-dev/offload/workers"
+)
+
+func main() {
+	cfg, healthcheck, err := parseConfig(os.Args[1:], getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "offload: configuration:", err)
+		os.Exit(2)
+	}
+	if healthcheck {
+		os.Exit(probe(cfg.Addr))
+	}
+	log := newLogger(cfg)
+	if err := run(cfg, log); err != nil {
+		log.Error().Err(err).Msg("offload stopped")
+		os.Exit(1)
+	}
+}
+
+func newLogger(cfg Config) zerolog.Logger {
+	level, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil || cfg.LogLevel == "" {
+		level = zerolog.InfoLevel
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	var l zerolog.Logger
+	if cfg.LogFormat == "console" {
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"})
+	} else {
+		l = zerolog.New(os.Stderr)
+	}
+	return l.Level(level).With().Timestamp().Str("role", cfg.Role).Logger()
+}
+
+func run(cfg Config, log zerolog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	rdb, closeRedis, err := connect(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	log.Info().Str("addr", cfg.Addr).Str("redis", cfg.masked()).Bool("redis_cluster", cfg.RedisCluster).
+		Int("concurrency", cfg.Concurrency).Str("queues", cfg.Queues).Bool("queues_strict", cfg.QueuesStrict).
+		Int64("body_limit", cfg.BodyLimit).Dur("retention", cfg.Retention).Dur("tombstone", cfg.Tombstone).
+		Dur("lease", cfg.Lease).Dur("shutdown_grace", cfg.ShutdownGrace).Str("log_level", cfg.LogLevel).
+		Str("log_format", cfg.LogFormat).Msg("offload starting")
+
+	q := queue.New(rdb, queue.Options{Lease: cfg.Lease, Retention: cfg.Retention, Tombstone: cfg.Tombstone})
+	reg := workers.NewRegistry()
+	if err := workers.RegisterBuiltins(reg); err != nil {
+		return err
+	}
+	ready := func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+
+	// Shutdown order, on SIGINT or SIGTERM:
+	//  1. the API stops accepting connections and finishes in-flight requests
+	//     (http.Server.Shutdown, bounded), so no new job is accepted;
+	//  2. the worker pool stops fetching, lets running jobs finish within
+	//     SHUTDOWN_GRACE, then cancels them: each is requeued without
+	//     consuming an attempt;
+	//  3. queue maintenance stops;
+	//  4. the Redis client closes (and the embedded Redis, if any, stops).
+	// Every tier runs under ctx; the deferred closeRedis runs last.
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	if cfg.Role == "all" || cfg.Role == "worker" {
+		pool := workers.NewPool(q, reg, workers.PoolConfig{Concurrency: cfg.Concurrency, Queues: cfg.queues,
+			Strict: cfg.QueuesStrict, ShutdownGrace: cfg.ShutdownGrace, Logger: log})
+		m := &queue.Maintainer{Q: q, OnError: func(step, name string, err error) {
+			if ctx.Err() == nil {
+				log.Error().Err(err).Str("step", step).Str("queue", name).Msg("maintenance failed")
+			}
+		}}
+		// The API (step 1) must stop before the pool (step 2): the worker
+		// tier watches apiDone, not ctx, when both run here.
+		workerCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopWorkers()
+		go func() {
+			<-ctx.Done()
+			wg.Wait() // wait for the API to drain, if it runs here
+			stopWorkers()
+		}()
+		var tiers sync.WaitGroup
+		tiers.Add(2)
+		go func() { defer tiers.Done(); errc <- pool.Run(workerCtx) }()
+		go func() { defer tiers.Done(); errc <- m.Run(workerCtx) }()
+		defer tiers.Wait()
+	}
+	if cfg.Role == "all" || cfg.Role == "api" {
+		h, err := handlers.New(handlers.Config{BodyLimit: cfg.BodyLimit, Logger: log, Ready: ready},
+			q, statusstore.New(rdb), reg)
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+			IdleTimeout: 2 * time.Minute, ErrorLog: nil}
+		log.Info().Str("addr", ln.Addr().String()).Msg("api listening")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn().Err(err).Msg("api shutdown")
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down")
+	case err := <-errc:
+		if err != nil {
+			stop()
+			return err
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+// connect returns the Redis client: REDIS_URL, or an embedded miniredis.
+func connect(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), error) {
+	if cfg.RedisURL == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, nil, fmt.Errorf("embedded redis: %w", err)
+		}
+		log.Warn().Str("addr", mr.Addr()).Msg("REDIS_URL is not set: using an EMBEDDED IN-MEMORY Redis. " +
+			"NOTHING SURVIVES A RESTART and other processes cannot share it. Set REDIS_URL for real use.")
+		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		return rdb, func() { _ = rdb.Close(); mr.Close() }, nil
+	}
+	if cfg.RedisCluster {
+		opts, err := redis.ParseClusterURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		rdb := redis.NewClusterClient(opts)
+		return rdb, func() { _ = rdb.Close() }, nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	return rdb, func() { _ = rdb.Close() }, nil
+}
+
+// probe GETs /healthz on addr and returns the process exit code.
+func probe(addr string) int {
+	host := addr
+	if strings.HasPrefix(host, ":") {
+		host = "127.0.0.1" + host
+	}
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get("http://" + host + "/healthz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		return 1
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 1
+	}
+	return 0
+}

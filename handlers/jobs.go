@@ -1,0 +1,233 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/offload-dev/offload/api"
+	"github.com/offload-dev/offload/queue"
+	"github.com/offload-dev/offload/statusstore"
+)
+
+// submit handles POST /v1/jobs: it validates the kind's arguments, enqueues
+// the job and answers 202 with its status resource.
+func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
+	var req api.JobRequest
+	dec := json.NewDecoder(r.Body)
+	if err := dec.Decode(&req); err != nil {
+		// The validator has already parsed the body; this is belt and braces.
+		return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", err.Error())
+	}
+	info, ok := a.catalog.Lookup(req.Kind)
+	if !ok {
+		return api.ValidationProblem(fmt.Sprintf("unknown kind %q", req.Kind),
+			api.FieldError{Field: "/kind", Message: fmt.Sprintf("unknown kind %q", req.Kind)})
+	}
+	if len(req.Args) == 0 || bytes.Equal(req.Args, []byte("null")) {
+		req.Args = json.RawMessage("{}")
+	}
+	if errs := a.catalog.Validate(req.Kind, req.Args); len(errs) > 0 {
+		return api.ValidationProblem(fmt.Sprintf("args do not match the schema of kind %q", req.Kind), errs...)
+	}
+	nj := queue.NewJob{
+		Queue: info.Queue, Kind: info.Name, Version: info.Version, Args: compact(req.Args),
+		Priority: req.Priority, MaxAttempts: info.MaxAttempts, Timeout: info.Timeout, Target: info.Target,
+	}
+	if req.Queue != "" {
+		nj.Queue = req.Queue
+	}
+	if req.MaxAttempts > 0 {
+		nj.MaxAttempts = req.MaxAttempts
+	}
+	if req.Timeout > 0 {
+		nj.Timeout = seconds(req.Timeout)
+	}
+	now := a.q.Now()
+	switch {
+	case req.RunAt != nil && req.Delay > 0:
+		return api.ValidationProblem("give run_at or delay, not both",
+			api.FieldError{Field: "/delay", Message: "cannot be combined with run_at"})
+	case req.RunAt != nil:
+		nj.RunAt = *req.RunAt
+	case req.Delay > 0:
+		nj.RunAt = now.Add(seconds(req.Delay))
+	}
+	e, err := a.q.Enqueue(r.Context(), nj)
+	if err != nil {
+		return err
+	}
+	job := api.Job{
+		ID: e.ID, Kind: nj.Kind, Queue: nj.Queue, State: e.State, Priority: nj.Priority,
+		MaxAttempts: nj.MaxAttempts, CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.CreatedAt.UTC(),
+		Links: api.Links{Self: statusstore.JobURL(e.ID), Cancel: statusstore.JobURL(e.ID)},
+	}
+	if !e.RunAt.IsZero() {
+		t := e.RunAt.UTC()
+		job.RunAt = &t
+	}
+	return a.accepted(w, job)
+}
+
+// accepted answers 202 with job's status resource.
+func (a *API) accepted(w http.ResponseWriter, job api.Job) error {
+	h := w.Header()
+	h.Set("Location", job.Links.Self)
+	h.Set("Content-Location", job.Links.Self)
+	h.Set("X-Job-Id", job.ID)
+	h.Set("Retry-After", retryAfter(job, a.q.Now()))
+	h.Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusAccepted, job)
+}
+
+// get handles GET /v1/jobs/{id}: the status resource.
+func (a *API) get(w http.ResponseWriter, r *http.Request) error {
+	job, err := a.status.Get(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("X-Job-Id", job.ID)
+	if job.State == api.StateSucceeded && job.Target != "" {
+		body, _ := json.Marshal(api.Redirect{ID: job.ID, State: job.State, Location: job.Target})
+		if notModified(w, r, body) {
+			return nil
+		}
+		h.Set("Location", job.Target)
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusSeeOther)
+		_, _ = w.Write(append(body, '\n'))
+		return nil
+	}
+	body, err := json.Marshal(job)
+	if err != nil {
+		return err
+	}
+	if job.Done {
+		h.Set("Cache-Control", "no-cache")
+	} else {
+		h.Set("Cache-Control", "no-store")
+		h.Set("Retry-After", retryAfter(job, a.q.Now()))
+	}
+	if notModified(w, r, body) {
+		return nil
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(body, '\n'))
+	return nil
+}
+
+// notModified sets the ETag of body and answers 304 when the client has it.
+func notModified(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	f := fnv.New64a()
+	_, _ = f.Write(body)
+	etag := `"` + strconv.FormatUint(f.Sum64(), 36) + `"`
+	w.Header().Set("ETag", etag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == etag || inm == "W/"+etag || inm == "*") {
+		w.WriteHeader(http.StatusNotModified)
+		return true
+	}
+	return false
+}
+
+// cancel handles DELETE /v1/jobs/{id}.
+func (a *API) cancel(w http.ResponseWriter, r *http.Request) error {
+	id := chi.URLParam(r, "id")
+	res, err := a.q.Cancel(r.Context(), id)
+	if err != nil {
+		if err == queue.ErrNotFound {
+			// Tell an expired job (410) from an unknown one (404).
+			_, err = a.status.Get(r.Context(), id)
+			if err == nil {
+				err = queue.ErrNotFound
+			}
+		}
+		if err == queue.ErrConflict {
+			p := api.NewProblem(api.TypeConflict, http.StatusConflict, "Job already finished",
+				"a finished job cannot be canceled; POST .../retry runs a failed or canceled job again")
+			p.JobID = id
+			return p
+		}
+		return err
+	}
+	job, err := a.status.Get(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if res == queue.Canceling {
+		status = http.StatusAccepted
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("X-Job-Id", id)
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, status, job)
+}
+
+// retry handles POST /v1/jobs/{id}/retry.
+func (a *API) retry(w http.ResponseWriter, r *http.Request) error {
+	id := chi.URLParam(r, "id")
+	if err := a.q.Retry(r.Context(), id); err != nil {
+		if err == queue.ErrConflict {
+			p := api.NewProblem(api.TypeConflict, http.StatusConflict, "Job cannot be retried",
+				"only a failed or canceled job can be retried")
+			p.JobID = id
+			return p
+		}
+		if err == queue.ErrNotFound {
+			if _, gerr := a.status.Get(r.Context(), id); gerr != nil {
+				return gerr
+			}
+		}
+		return err
+	}
+	job, err := a.status.Get(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return a.accepted(w, job)
+}
+
+// list handles GET /v1/jobs.
+func (a *API) list(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := statusstore.Filter{State: q.Get("state"), Queue: q.Get("queue"), Kind: q.Get("kind"), Cursor: q.Get("cursor")}
+	if l := q.Get("limit"); l != "" {
+		f.Limit, _ = strconv.Atoi(l)
+	}
+	page, err := a.status.List(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, page)
+}
+
+// retryAfter is how many seconds until polling job is worth it.
+func retryAfter(job api.Job, now time.Time) string {
+	if job.RunAt != nil && (job.State == api.StateScheduled || job.State == api.StateRetrying) {
+		if s := math.Ceil(job.RunAt.Sub(now).Seconds()); s > 1 {
+			return strconv.Itoa(int(s))
+		}
+	}
+	return "1"
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// compact strips insignificant white space from raw JSON.
+func compact(raw json.RawMessage) []byte {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return raw
+	}
+	return b.Bytes()
+}

@@ -1,0 +1,73 @@
+package handlers
+
+import (
+	"net/http"
+	"slices"
+	"sort"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/offload-dev/offload/api"
+	"github.com/offload-dev/offload/queue"
+)
+
+// queues handles GET /v1/queues.
+func (a *API) queues(w http.ResponseWriter, r *http.Request) error {
+	names, err := a.q.Names(r.Context())
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	out := api.QueueList{Queues: make([]api.Queue, 0, len(names))}
+	for _, n := range names {
+		s, err := a.q.Stats(r.Context(), n)
+		if err != nil {
+			return err
+		}
+		out.Queues = append(out.Queues, wireQueue(s))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// queue handles GET /v1/queues/{name}.
+func (a *API) queue(w http.ResponseWriter, r *http.Request) error {
+	name := chi.URLParam(r, "name")
+	names, err := a.q.Names(r.Context())
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(names, name) {
+		return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no queue named "+name)
+	}
+	s, err := a.q.Stats(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, wireQueue(s))
+}
+
+// pause handles POST /v1/queues/{name}/pause and /resume.
+func (a *API) pause(paused bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		name := chi.URLParam(r, "name")
+		if !queue.ValidQueueName(name) {
+			p := api.NewProblem(api.TypeValidation, http.StatusBadRequest, "Invalid queue name", queue.ErrBadQueueName.Error())
+			p.Errors = []api.FieldError{{Field: "name", Message: queue.ErrBadQueueName.Error()}}
+			return p
+		}
+		if err := a.q.SetPaused(r.Context(), name, paused); err != nil {
+			return err
+		}
+		s, err := a.q.Stats(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, wireQueue(s))
+	}
+}
+
+func wireQueue(s queue.Stats) api.Queue {
+	return api.Queue{Name: s.Name, Paused: s.Paused, Counts: s.Counts}
+}

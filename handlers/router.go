@@ -1,0 +1,142 @@
+// Package handlers owns Offload's HTTP surface: the chi router, its
+// middleware, and the handlers for jobs, queues, the resources jobs create,
+// the OpenAPI document and health. It turns errors into problem documents
+// through one table. It does not store or run jobs: it reaches package queue
+// and statusstore, and the job-kind registry through the Catalog interface.
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/rs/zerolog"
+
+	"github.com/offload-dev/offload/api"
+	"github.com/offload-dev/offload/queue"
+	"github.com/offload-dev/offload/statusstore"
+)
+
+// Catalog is what the API needs of the job-kind registry.
+type Catalog interface {
+	Lookup(kind string) (api.KindInfo, bool)
+	Validate(kind string, args json.RawMessage) []api.FieldError
+}
+
+// Config configures the API.
+type Config struct {
+	// BodyLimit bounds request bodies in bytes (default 1 MiB).
+	BodyLimit int64
+	// Logger receives one line per request.
+	Logger zerolog.Logger
+	// Spec is the loaded OpenAPI document (default: api.LoadSpec()).
+	Spec *openapi3.T
+	// Ready reports whether the service can take work (Redis reachable).
+	Ready func(ctx context.Context) error
+}
+
+// API holds the dependencies of the handlers.
+type API struct {
+	cfg     Config
+	q       *queue.Queue
+	status  *statusstore.Store
+	catalog Catalog
+	log     zerolog.Logger
+}
+
+// New returns the HTTP handler of the service.
+func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.Handler, error) {
+	if cfg.BodyLimit <= 0 {
+		cfg.BodyLimit = 1 << 20
+	}
+	if cfg.Spec == nil {
+		spec, err := api.LoadSpec()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Spec = spec
+	}
+	val, err := api.NewValidator(cfg.Spec, cfg.BodyLimit)
+	if err != nil {
+		return nil, err
+	}
+	a := &API{cfg: cfg, q: q, status: st, catalog: cat, log: cfg.Logger}
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, a.requestLog, recoverer(cfg.Logger))
+	r.NotFound(handle(a.log, func(http.ResponseWriter, *http.Request) error {
+		return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no such resource")
+	}))
+	r.MethodNotAllowed(handle(a.log, func(http.ResponseWriter, *http.Request) error {
+		return api.NewProblem(api.TypeMethod, http.StatusMethodNotAllowed, "Method not allowed", "")
+	}))
+	a.Mount(r.With(val.Middleware))
+	r.Get("/openapi.yaml", a.openAPI)
+	r.Get("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+	return r, nil
+}
+
+// Mount adds the /v1 routes to r. Go teams that embed Offload call it on their
+// own chi router (behind their own middleware and api.Validator).
+func (a *API) Mount(r chi.Router) {
+	h := func(fn handlerFunc) http.HandlerFunc { return handle(a.log, fn) }
+	r.Post("/v1/jobs", h(a.submit))
+	r.Get("/v1/jobs", h(a.list))
+	r.Get("/v1/jobs/{id}", h(a.get))
+	r.Delete("/v1/jobs/{id}", h(a.cancel))
+	r.Post("/v1/jobs/{id}/retry", h(a.retry))
+	r.Get("/v1/queues", h(a.queues))
+	r.Get("/v1/queues/{name}", h(a.queue))
+	r.Post("/v1/queues/{name}/pause", h(a.pause(true)))
+	r.Post("/v1/queues/{name}/resume", h(a.pause(false)))
+	r.Get("/v1/images/{id}", h(a.target("images")))
+	r.Get("/v1/reports/{id}", h(a.target("reports")))
+}
+
+// requestLog writes one structured line per request and echoes the request id.
+func (a *API) requestLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := middleware.GetReqID(r.Context())
+		w.Header().Set("X-Request-Id", id)
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		a.log.Info().Str("request_id", id).Str("method", r.Method).Str("path", r.URL.Path).
+			Int("status", ww.Status()).Int("bytes", ww.BytesWritten()).
+			Dur("duration", time.Since(start)).Str("job_id", ww.Header().Get("X-Job-Id")).Msg("request")
+	})
+}
+
+// recoverer turns a panicking handler into a logged 500 problem.
+func recoverer(log zerolog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					log.Error().Interface("panic", v).Str("request_id", middleware.GetReqID(r.Context())).
+						Msg("handler panicked")
+					api.WriteProblem(w, api.NewProblem(api.TypeInternal, http.StatusInternalServerError,
+						"Internal error", "an unexpected error occurred; it has been logged"))
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// writeJSON writes v as JSON with status. It always returns nil.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// Once the status is sent, an encoding or write error cannot become a
+	// problem document: the client sees a cut body.
+	_ = json.NewEncoder(w).Encode(v)
+	return nil
+}

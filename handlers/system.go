@@ -1,0 +1,58 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	offload "github.com/offload-dev/offload"
+	"github.com/offload-dev/offload/api"
+)
+
+// target serves the resources jobs create: GET /v1/{collection}/{id}.
+func (a *API) target(collection string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		ctype, body, err := a.status.Target(r.Context(), collection, chi.URLParam(r, "id"))
+		if err != nil {
+			return err
+		}
+		h := w.Header()
+		h.Set("Content-Type", ctype)
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		h.Set("Cache-Control", "private, max-age=3600")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+		return nil
+	}
+}
+
+// openAPI serves the embedded contract.
+func (a *API) openAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(offload.OpenAPI)
+}
+
+// healthz answers while the process serves HTTP.
+func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
+	_ = writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
+}
+
+// readyz answers 200 when Redis answers, 503 otherwise.
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Ready == nil {
+		_ = writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.cfg.Ready(ctx); err != nil {
+		_ = writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "unavailable",
+			Checks: map[string]string{"redis": err.Error()}})
+		return
+	}
+	_ = writeJSON(w, http.StatusOK, api.Health{Status: "ok", Checks: map[string]string{"redis": "ok"}})
+}

@@ -1,0 +1,185 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Outcome is what an attempt produced.
+type Outcome struct {
+	// Result is the JSON stored as the status document's result ("" for none).
+	Result []byte
+	// TargetURL is the path of the resource the job created ("" for none).
+	TargetURL string
+	// TargetType and TargetBody are the created resource's representation.
+	TargetType string
+	TargetBody []byte
+}
+
+// completeScript records a successful attempt, fenced by its token.
+//
+//	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 job; 13 target
+//	ARGV 1 id; 2 token; 3 now ms; 4 expires ms; 5 result; 6 target url;
+//	     7 target type; 8 target body; 9 done channel
+//	returns 1 done, 0 lease lost
+var completeScript = newScript(`
+local id, job, now = ARGV[1], KEYS[12], ARGV[3]
+if redis.call('HGET', KEYS[9], id) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[9], id)
+redis.call('ZREM', KEYS[10], id)
+setstate(job, id, 'succeeded', now)
+redis.call('HSET', job, 'finished', now, 'expires', ARGV[4], 'pct', 100)
+if ARGV[5] ~= '' then redis.call('HSET', job, 'result', ARGV[5]) end
+if ARGV[6] ~= '' then
+  redis.call('HSET', job, 'target', ARGV[6])
+  redis.call('HSET', KEYS[13], 'type', ARGV[7], 'body', ARGV[8])
+end
+redis.call('ZADD', KEYS[11], ARGV[4], id)
+redis.call('PUBLISH', ARGV[9], id)
+return 1
+`)
+
+// Complete records d's success. It returns ErrLeaseLost when d's lease was
+// taken over: the outcome is then discarded.
+func (q *Queue) Complete(ctx context.Context, d *Delivery, o Outcome) error {
+	now := q.opts.Clock()
+	keys := append(stateKeys(d.Queue), TokensKey(d.Queue), LeasedKey(d.Queue),
+		ExpiringKey(d.Queue), JobKey(d.Queue, d.ID), TargetKey(d.Queue, d.ID))
+	n, err := completeScript.Run(ctx, q.rdb, keys, d.ID, d.Token, now.UnixMilli(),
+		now.Add(q.opts.Retention).UnixMilli(), o.Result, o.TargetURL, o.TargetType,
+		o.TargetBody, ChannelDone).Int()
+	if err != nil {
+		return fmt.Errorf("complete %s: %w", d.ID, err)
+	}
+	if n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// Failure modes for Fail.
+const (
+	// FailRetry: retry after the backoff if attempts remain, else fail.
+	FailRetry = "retry"
+	// FailPermanent: fail now, whatever attempts remain.
+	FailPermanent = "permanent"
+	// FailCanceled: the handler stopped because its job was canceled.
+	FailCanceled = "canceled"
+	// FailRequeue: the attempt was interrupted (shutdown, run slice); put the
+	// job back without consuming an attempt.
+	FailRequeue = "requeue"
+)
+
+// failScript records an unsuccessful or interrupted attempt.
+//
+//	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 job; 13 errors;
+//	     14 scheduled; 15 ready
+//	ARGV 1 id; 2 token; 3 now ms; 4 expires ms; 5 mode; 6 retry at ms;
+//	     7 attempt error entry (JSON); 8 error document (JSON); 9 done channel;
+//	     10 wake channel; 11 queue
+//	returns the state reached, or '' when the lease was lost
+var failScript = newScript(`
+local id, job, now = ARGV[1], KEYS[12], ARGV[3]
+if redis.call('HGET', KEYS[9], id) ~= ARGV[2] then return '' end
+redis.call('HDEL', KEYS[9], id)
+redis.call('ZREM', KEYS[10], id)
+local mode = ARGV[5]
+local function finish(to)
+  setstate(job, id, to, now)
+  redis.call('HSET', job, 'finished', now, 'expires', ARGV[4])
+  redis.call('ZADD', KEYS[11], ARGV[4], id)
+  redis.call('PUBLISH', ARGV[9], id)
+  return to
+end
+if mode == 'canceled' or redis.call('HGET', job, 'cancel') == '1' then
+  redis.call('HSET', job, 'error', ARGV[8])
+  return finish('canceled')
+end
+if mode == 'requeue' then
+  redis.call('HINCRBY', job, 'attempt', -1)
+  local empty = redis.call('ZCARD', KEYS[15]) == 0
+  redis.call('ZADD', KEYS[15], readyscore(job, now), id)
+  setstate(job, id, 'queued', now)
+  if empty then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
+  return 'queued'
+end
+redis.call('RPUSH', KEYS[13], ARGV[7])
+redis.call('HSET', job, 'error', ARGV[8])
+local attempt = tonumber(redis.call('HGET', job, 'attempt') or '0')
+local max = tonumber(redis.call('HGET', job, 'max') or '1')
+if mode == 'retry' and attempt < max then
+  redis.call('ZADD', KEYS[14], ARGV[6], id)
+  redis.call('HSET', job, 'run_at', ARGV[6])
+  setstate(job, id, 'retrying', now)
+  return 'retrying'
+end
+return finish('failed')
+`)
+
+// AttemptError is one entry of a job's attempt history.
+type AttemptError struct {
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	Error   string    `json:"error"`
+}
+
+// ErrorDoc is the error stored on the job for clients (a problem document).
+type ErrorDoc struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Fail records an attempt of d that did not succeed, in the given mode
+// (FailRetry, FailPermanent, FailCanceled or FailRequeue). retryAt is when a
+// retry may run. It returns the state the job reached, or ErrLeaseLost.
+func (q *Queue) Fail(ctx context.Context, d *Delivery, mode string, retryAt time.Time, cause string, doc ErrorDoc) (string, error) {
+	now := q.opts.Clock()
+	entry, _ := json.Marshal(AttemptError{Attempt: d.Attempt, At: now.UTC(), Error: cause})
+	docJSON, _ := json.Marshal(doc)
+	keys := append(stateKeys(d.Queue), TokensKey(d.Queue), LeasedKey(d.Queue),
+		ExpiringKey(d.Queue), JobKey(d.Queue, d.ID), ErrorsKey(d.Queue, d.ID),
+		ScheduledKey(d.Queue), ReadyKey(d.Queue))
+	state, err := failScript.Run(ctx, q.rdb, keys, d.ID, d.Token, now.UnixMilli(),
+		now.Add(q.opts.Retention).UnixMilli(), mode, retryAt.UnixMilli(), entry, docJSON,
+		ChannelDone, ChannelWake, d.Queue).Text()
+	if err != nil {
+		return "", fmt.Errorf("fail %s: %w", d.ID, err)
+	}
+	if state == "" {
+		return "", ErrLeaseLost
+	}
+	return state, nil
+}
+
+// progressScript stores a running job's progress and checkpoint, fenced.
+//
+//	KEYS 1 tokens; 2 job
+//	ARGV 1 id; 2 token; 3 now ms; 4 percent; 5 message; 6 checkpoint ('' keeps it)
+//	returns 1 stored, 0 lease lost
+var progressScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], 'pct', ARGV[4], 'msg', ARGV[5], 'updated', ARGV[3])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'ckpt', ARGV[6]) end
+return 1
+`)
+
+// Progress stores d's progress and, when checkpoint is not nil, its
+// checkpoint. It returns ErrLeaseLost when d's lease was taken over.
+func (q *Queue) Progress(ctx context.Context, d *Delivery, percent float64, message string, checkpoint []byte) error {
+	n, err := progressScript.Run(ctx, q.rdb,
+		[]string{TokensKey(d.Queue), JobKey(d.Queue, d.ID)},
+		d.ID, d.Token, q.opts.Clock().UnixMilli(), percent, message, checkpoint).Int()
+	if err != nil {
+		return fmt.Errorf("progress %s: %w", d.ID, err)
+	}
+	if n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}

@@ -1,0 +1,99 @@
+package queue
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+)
+
+// Every Redis key Offload uses is built here, by pure functions. All keys of
+// one queue, including every key of every job in it, carry the hash tag
+// {queue}, so that each Lua script touches one Redis Cluster slot.
+//
+//	offload:queues                   set    names of every queue ever used
+//	offload:{q}:ready                zset   runnable jobs, score = priority/time order
+//	offload:{q}:scheduled            zset   jobs waiting for run_at or a retry backoff, score = due ms
+//	offload:{q}:leased               zset   jobs held by a worker, score = lease deadline ms
+//	offload:{q}:tokens               hash   job id -> fencing token of its current lease
+//	offload:{q}:seq                  string fencing token counter
+//	offload:{q}:meta                 hash   queue settings (paused)
+//	offload:{q}:jobs                 zset   every job of the queue, score = created ms
+//	offload:{q}:st:{state}           zset   jobs in one state, score = created ms
+//	offload:{q}:expiring             zset   finished jobs, score = expiry ms
+//	offload:{q}:job:{id}             hash   the job record
+//	offload:{q}:job:{id}:errors      list   one JSON entry per failed attempt
+//	offload:{q}:job:{id}:target      hash   the resource the job created (type, body)
+//	offload:{q}:job:{id}:tomb        string the state of an expired job, with a TTL
+const prefix = "offload:"
+
+// Pub/sub channels. Channels are not keys: scripts publish to them by the name
+// passed in ARGV.
+const (
+	// ChannelWake carries a queue name when its ready set turns non-empty.
+	ChannelWake = prefix + "wake"
+	// ChannelCancel carries the id of a running job whose cancel was requested.
+	ChannelCancel = prefix + "cancel"
+	// ChannelDone carries the id of a job that reached a terminal state.
+	ChannelDone = prefix + "done"
+)
+
+var queueNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// ErrBadQueueName is returned for a queue name outside [a-z0-9_-]{1,64}.
+var ErrBadQueueName = errors.New("queue name must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+
+// ValidQueueName reports whether name can be used as a queue name.
+func ValidQueueName(name string) bool { return queueNameRE.MatchString(name) }
+
+// QueueOf returns the queue encoded in a job id ("{queue}.{ulid}").
+func QueueOf(id string) (string, bool) {
+	q, rest, ok := strings.Cut(id, ".")
+	if !ok || !ValidQueueName(q) || len(rest) != 26 {
+		return "", false
+	}
+	return q, true
+}
+
+func qk(q, suffix string) string { return prefix + "{" + q + "}:" + suffix }
+
+// QueuesKey is the set of every queue name ever used.
+func QueuesKey() string { return prefix + "queues" }
+
+// ReadyKey is the sorted set of runnable jobs of queue q.
+func ReadyKey(q string) string { return qk(q, "ready") }
+
+// ScheduledKey is the sorted set of jobs of q waiting for a time.
+func ScheduledKey(q string) string { return qk(q, "scheduled") }
+
+// LeasedKey is the sorted set of jobs of q held by workers, by lease deadline.
+func LeasedKey(q string) string { return qk(q, "leased") }
+
+// TokensKey maps the leased jobs of q to their fencing tokens.
+func TokensKey(q string) string { return qk(q, "tokens") }
+
+// SeqKey is the fencing token counter of q.
+func SeqKey(q string) string { return qk(q, "seq") }
+
+// MetaKey holds the settings of q.
+func MetaKey(q string) string { return qk(q, "meta") }
+
+// JobsKey indexes every job of q by creation time.
+func JobsKey(q string) string { return qk(q, "jobs") }
+
+// StateKey indexes the jobs of q in one state by creation time.
+func StateKey(q, state string) string { return qk(q, "st:"+state) }
+
+// ExpiringKey holds the finished jobs of q by expiry time.
+func ExpiringKey(q string) string { return qk(q, "expiring") }
+
+// JobKey is the record of job id in queue q.
+func JobKey(q, id string) string { return qk(q, "job:"+id) }
+
+// ErrorsKey lists the attempt errors of job id.
+func ErrorsKey(q, id string) string { return qk(q, "job:"+id+":errors") }
+
+// TargetKey holds the resource job id created.
+func TargetKey(q, id string) string { return qk(q, "job:"+id+":target") }
+
+// TombKey remembers an expired job for a while so that it answers 410.
+func TombKey(q, id string) string { return qk(q, "job:"+id+":tomb") }

@@ -1,0 +1,176 @@
+package statusstore
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/offload-dev/offload/api"
+	"github.com/offload-dev/offload/queue"
+)
+
+// Filter selects jobs for List. Zero fields match everything.
+type Filter struct {
+	State  string
+	Queue  string
+	Kind   string
+	Cursor string
+	// Limit is the page size, 1..200 (default 50).
+	Limit int
+}
+
+// ErrBadCursor is returned for a cursor List did not produce.
+var ErrBadCursor = errors.New("malformed cursor")
+
+// maxExamined bounds the records one page reads when a kind filter skips
+// many: the page may then hold fewer than Limit jobs, with a next cursor.
+const maxExamined = 2000
+
+type entry struct {
+	score int64
+	id    string
+	queue string
+}
+
+// before reports whether a sorts before b in the list (newest first).
+func (a entry) before(b entry) bool {
+	if a.score != b.score {
+		return a.score > b.score
+	}
+	return a.id > b.id
+}
+
+// List returns one page of jobs, newest first. Pages follow one another with
+// NextCursor; a page may hold fewer than Limit jobs when a kind filter skipped
+// many, so clients follow the cursor until it is empty.
+func (s *Store) List(ctx context.Context, f Filter) (api.JobList, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	if f.Limit > 200 {
+		f.Limit = 200
+	}
+	after, err := decodeCursor(f.Cursor)
+	if err != nil {
+		return api.JobList{}, err
+	}
+	queues := []string{f.Queue}
+	if f.Queue == "" {
+		if queues, err = s.rdb.SMembers(ctx, queue.QueuesKey()).Result(); err != nil {
+			return api.JobList{}, fmt.Errorf("list queues: %w", err)
+		}
+	}
+	batch := f.Limit + 1
+	if f.Kind != "" {
+		batch = min(maxExamined, f.Limit*8)
+	}
+	// Candidates: the next batch of each queue's index after the cursor,
+	// merged newest first.
+	var cands []entry
+	full := false
+	for _, q := range queues {
+		key := queue.JobsKey(q)
+		if f.State != "" {
+			key = queue.StateKey(q, f.State)
+		}
+		es, more, err := s.page(ctx, key, q, after, batch)
+		if err != nil {
+			return api.JobList{}, err
+		}
+		full = full || more
+		cands = append(cands, es...)
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].before(cands[j]) })
+	if len(cands) > batch {
+		cands, full = cands[:batch], true
+	}
+	out := api.JobList{Jobs: []api.Job{}}
+	var last entry
+	for start := 0; start < len(cands) && len(out.Jobs) < f.Limit; start += 100 {
+		chunk := cands[start:min(start+100, len(cands))]
+		recs := make([]*redis.MapStringStringCmd, len(chunk))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, e := range chunk {
+				recs[i] = p.HGetAll(ctx, queue.JobKey(e.queue, e.id))
+			}
+			return nil
+		}); err != nil {
+			return api.JobList{}, fmt.Errorf("read jobs: %w", err)
+		}
+		for i, e := range chunk {
+			last = e
+			h := recs[i].Val()
+			if len(h) == 0 || (f.Kind != "" && h["kind"] != f.Kind) {
+				continue
+			}
+			out.Jobs = append(out.Jobs, decode(h))
+			if len(out.Jobs) == f.Limit {
+				break
+			}
+		}
+	}
+	if last.id != "" && (full || last != cands[len(cands)-1]) {
+		out.NextCursor = encodeCursor(last)
+	}
+	return out, nil
+}
+
+// page reads up to n entries of one index that sort after the cursor, and
+// whether more may follow.
+func (s *Store) page(ctx context.Context, key, q string, after *entry, n int) ([]entry, bool, error) {
+	max := "+inf"
+	if after != nil {
+		max = strconv.FormatInt(after.score, 10)
+	}
+	// Entries with the cursor's own score that sort at or before it are
+	// skipped, so ask for enough to cover them.
+	zs, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+		Key: key, Start: max, Stop: "-inf", ByScore: true, Rev: true, Count: int64(n) + 64,
+	}).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("page %s: %w", key, err)
+	}
+	more := len(zs) == n+64
+	out := make([]entry, 0, min(len(zs), n))
+	for _, z := range zs {
+		e := entry{score: int64(z.Score), id: z.Member.(string), queue: q}
+		if after != nil && !after.before(e) {
+			continue
+		}
+		if len(out) == n {
+			return out, true, nil
+		}
+		out = append(out, e)
+	}
+	return out, more, nil
+}
+
+func encodeCursor(e entry) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(e.score, 10) + "|" + e.id))
+}
+
+func decodeCursor(c string) (*entry, error) {
+	if c == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return nil, ErrBadCursor
+	}
+	sc, id, ok := strings.Cut(string(b), "|")
+	n, err := strconv.ParseInt(sc, 10, 64)
+	if !ok || err != nil {
+		return nil, ErrBadCursor
+	}
+	q, ok := queue.QueueOf(id)
+	if !ok {
+		return nil, ErrBadCursor
+	}
+	return &entry{score: n, id: id, queue: q}, nil
+}

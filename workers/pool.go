@@ -1,0 +1,451 @@
+package workers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/offload-dev/offload/queue"
+)
+
+// QueueWeight is one queue a pool drains, with its share.
+type QueueWeight struct {
+	Name   string
+	Weight int
+}
+
+// PoolConfig configures a Pool.
+type PoolConfig struct {
+	// Concurrency is how many jobs run at once (default 10).
+	Concurrency int
+	// Queues are drained in this order when Strict, else picked at random in
+	// proportion to their weights (default: "default" with weight 1).
+	Queues []QueueWeight
+	// Strict drains a queue only when every queue before it is empty.
+	Strict bool
+	// ShutdownGrace is how long running jobs may finish after shutdown starts,
+	// before their contexts are canceled and they are requeued (default 10s).
+	ShutdownGrace time.Duration
+	// Backoff is the delay before retry number attempt (default: exponential
+	// from 1s, capped at 10m, with full jitter).
+	Backoff func(attempt int) time.Duration
+	// Logger receives one line per attempt.
+	Logger zerolog.Logger
+}
+
+func (c PoolConfig) withDefaults() PoolConfig {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 10
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = []QueueWeight{{Name: "default", Weight: 1}}
+	}
+	for i := range c.Queues {
+		if c.Queues[i].Weight <= 0 {
+			c.Queues[i].Weight = 1
+		}
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.Backoff == nil {
+		c.Backoff = DefaultBackoff
+	}
+	return c
+}
+
+// DefaultBackoff waits a random time up to min(10m, 1s*2^(attempt-1)) plus one
+// second ("full jitter").
+func DefaultBackoff(attempt int) time.Duration {
+	ceil := time.Second << min(max(attempt-1, 0), 10)
+	if ceil > 10*time.Minute {
+		ceil = 10 * time.Minute
+	}
+	return time.Second + rand.N(ceil)
+}
+
+// Causes of a handler's context cancellation.
+var (
+	errCanceledByClient = errors.New("job canceled by a client")
+	errShutdown         = errors.New("worker shutting down")
+	errLeaseLost        = errors.New("lease lost to another worker")
+	errTimeout          = errors.New("attempt timed out")
+)
+
+// Pool leases jobs from its queues and runs them with the registered kinds.
+type Pool struct {
+	q   *queue.Queue
+	reg *Registry
+	cfg PoolConfig
+	log zerolog.Logger
+
+	mu      sync.Mutex
+	running map[string]*active
+	freed   chan struct{} // a slot was freed
+
+	wakeMu sync.Mutex
+	wakeCh chan struct{} // closed and replaced on every wake-up
+}
+
+type active struct {
+	d      *queue.Delivery
+	cancel context.CancelCauseFunc
+}
+
+// NewPool returns a pool running the kinds of reg on jobs of q.
+func NewPool(q *queue.Queue, reg *Registry, cfg PoolConfig) *Pool {
+	cfg = cfg.withDefaults()
+	return &Pool{q: q, reg: reg, cfg: cfg, log: cfg.Logger,
+		running: map[string]*active{}, freed: make(chan struct{}, 1), wakeCh: make(chan struct{})}
+}
+
+// Running returns how many jobs run now.
+func (p *Pool) Running() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.running)
+}
+
+// Run drains the queues until ctx is done, then shuts down: it stops fetching,
+// gives running jobs ShutdownGrace to finish, then cancels them; their
+// attempts are requeued without being counted. Run returns when every job has
+// been recorded.
+func (p *Pool) Run(ctx context.Context) error {
+	sub := p.q.Client().Subscribe(ctx, queue.ChannelWake, queue.ChannelCancel)
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // wait for the subscription
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	// Jobs run under their own context: shutdown of ctx starts the grace
+	// period, not their cancellation.
+	jobsCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopJobs(errShutdown)
+	var wg sync.WaitGroup
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); p.listen(ctx, sub.Channel()) }()
+	go func() { defer bg.Done(); p.heartbeat(ctx) }()
+
+	p.dispatch(ctx, jobsCtx, &wg)
+
+	// Shutdown: no more fetching. Let running jobs finish within the grace.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(p.cfg.ShutdownGrace):
+		p.log.Warn().Int("running", p.Running()).Msg("shutdown grace over: interrupting jobs")
+		stopJobs(errShutdown)
+		<-done
+	}
+	bg.Wait()
+	return nil
+}
+
+// dispatch fetches jobs while there are free slots, and waits for a wake-up
+// (an enqueue into an empty queue) or a freed slot otherwise. It never sleeps
+// on a timer except for a one-second safety net.
+func (p *Pool) dispatch(ctx, jobsCtx context.Context, wg *sync.WaitGroup) {
+	for ctx.Err() == nil {
+		wake := p.wakeChan()
+		free := p.cfg.Concurrency - p.Running()
+		if free <= 0 {
+			select {
+			case <-ctx.Done():
+			case <-p.freed:
+			}
+			continue
+		}
+		got := 0
+		for _, name := range p.order() {
+			ds, err := p.q.Fetch(ctx, name, free-got)
+			if err != nil {
+				if ctx.Err() == nil {
+					p.log.Error().Err(err).Str("queue", name).Msg("fetch failed")
+					sleep(ctx, 100*time.Millisecond)
+				}
+				break
+			}
+			for _, d := range ds {
+				p.start(jobsCtx, d, wg)
+			}
+			if got += len(ds); got >= free {
+				break
+			}
+		}
+		if got > 0 {
+			continue
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-p.freed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// order returns the queues to try, strict or weighted at random.
+func (p *Pool) order() []string {
+	qs := p.cfg.Queues
+	out := make([]string, 0, len(qs))
+	if p.cfg.Strict || len(qs) == 1 {
+		for _, q := range qs {
+			out = append(out, q.Name)
+		}
+		return out
+	}
+	// Weighted random order without replacement.
+	left := append([]QueueWeight(nil), qs...)
+	for len(left) > 0 {
+		total := 0
+		for _, q := range left {
+			total += q.Weight
+		}
+		n := rand.N(total)
+		for i, q := range left {
+			if n < q.Weight {
+				out = append(out, q.Name)
+				left = append(left[:i], left[i+1:]...)
+				break
+			}
+			n -= q.Weight
+		}
+	}
+	return out
+}
+
+func (p *Pool) wakeChan() chan struct{} {
+	p.wakeMu.Lock()
+	defer p.wakeMu.Unlock()
+	return p.wakeCh
+}
+
+func (p *Pool) wake() {
+	p.wakeMu.Lock()
+	close(p.wakeCh)
+	p.wakeCh = make(chan struct{})
+	p.wakeMu.Unlock()
+}
+
+// listen turns pub/sub messages into wake-ups and cancellations.
+func (p *Pool) listen(ctx context.Context, ch <-chan *redis.Message) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch m.Channel {
+			case queue.ChannelWake:
+				p.wake()
+			case queue.ChannelCancel:
+				p.interrupt(m.Payload, errCanceledByClient)
+			}
+		}
+	}
+}
+
+// interrupt cancels the handler of job id if it runs here.
+func (p *Pool) interrupt(id string, cause error) {
+	p.mu.Lock()
+	a := p.running[id]
+	p.mu.Unlock()
+	if a != nil {
+		a.cancel(cause)
+	}
+}
+
+// heartbeat renews the leases of running jobs every third of the lease, and
+// stops handlers whose lease was lost or whose job was canceled.
+func (p *Pool) heartbeat(ctx context.Context) {
+	t := time.NewTicker(p.q.Options().Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Leases of jobs still running through the grace period must
+			// stay alive: keep beating until they are all recorded.
+			if p.Running() == 0 {
+				return
+			}
+		case <-t.C:
+		}
+		p.beat(context.WithoutCancel(ctx))
+		if ctx.Err() != nil {
+			sleep(context.Background(), p.q.Options().Lease/3)
+		}
+	}
+}
+
+func (p *Pool) beat(ctx context.Context) {
+	byQueue := map[string][]*queue.Delivery{}
+	p.mu.Lock()
+	for _, a := range p.running {
+		byQueue[a.d.Queue] = append(byQueue[a.d.Queue], a.d)
+	}
+	p.mu.Unlock()
+	for name, ds := range byQueue {
+		codes, err := p.q.Heartbeat(ctx, name, ds)
+		if err != nil {
+			p.log.Error().Err(err).Str("queue", name).Msg("heartbeat failed")
+			continue
+		}
+		for i, c := range codes {
+			switch c {
+			case queue.LeaseLost:
+				p.interrupt(ds[i].ID, errLeaseLost)
+			case queue.LeaseCanceled:
+				p.interrupt(ds[i].ID, errCanceledByClient)
+			}
+		}
+	}
+}
+
+func (p *Pool) start(jobsCtx context.Context, d *queue.Delivery, wg *sync.WaitGroup) {
+	ctx, cancel := context.WithCancelCause(jobsCtx)
+	p.mu.Lock()
+	p.running[d.ID] = &active{d: d, cancel: cancel}
+	p.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			cancel(nil)
+			p.mu.Lock()
+			delete(p.running, d.ID)
+			p.mu.Unlock()
+			select {
+			case p.freed <- struct{}{}:
+			default:
+			}
+		}()
+		p.execute(ctx, d)
+	}()
+}
+
+// execute runs one attempt and records its outcome.
+func (p *Pool) execute(ctx context.Context, d *queue.Delivery) {
+	began := time.Now()
+	if d.Timeout > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeoutCause(ctx, d.Timeout, errTimeout)
+		defer stop()
+	}
+	res, err := p.invoke(ctx, d)
+	// Final writes outlive the attempt's context, with their own bound.
+	wctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer stop()
+	ev := p.log.Info()
+	outcome, state := "succeeded", "succeeded"
+	var werr error
+	if err == nil {
+		var o queue.Outcome
+		if o, err = p.outcome(d, res); err == nil {
+			werr = p.q.Complete(wctx, d, o)
+		}
+	}
+	if err != nil {
+		mode, doc := p.classify(ctx, err)
+		outcome = mode
+		ev = p.log.Warn().Err(err)
+		if errors.Is(context.Cause(ctx), errLeaseLost) {
+			werr = queue.ErrLeaseLost
+		} else {
+			state, werr = p.q.Fail(wctx, d, mode, p.q.Now().Add(p.cfg.Backoff(d.Attempt)), err.Error(), doc)
+		}
+	}
+	if werr != nil {
+		ev = p.log.Error().AnErr("record_error", werr)
+		state = "unrecorded"
+	}
+	ev.Str("job_id", d.ID).Str("kind", d.Kind).Str("queue", d.Queue).Int("attempt", d.Attempt).
+		Dur("duration", time.Since(began)).Str("outcome", outcome).Str("state", state).Msg("job attempt")
+}
+
+// invoke runs the handler, turning a panic into a permanent failure that
+// carries the stack.
+func (p *Pool) invoke(ctx context.Context, d *queue.Delivery) (res Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = Permanent(fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
+		}
+	}()
+	e := p.reg.get(d.Kind)
+	if e == nil {
+		return Result{}, fmt.Errorf("%w: %s", errUnknownKind, d.Kind)
+	}
+	job := &Job{ID: d.ID, Queue: d.Queue, Kind: d.Kind, Attempt: d.Attempt, MaxAttempts: d.MaxAttempts,
+		Checkpoint: d.Checkpoint,
+		report: func(ctx context.Context, pct float64, msg string, ckpt []byte) error {
+			return p.q.Progress(ctx, d, pct, msg, ckpt)
+		}}
+	res, err = e.run(ctx, job, d.Args)
+	if err == nil && ctx.Err() != nil && context.Cause(ctx) != errTimeout {
+		// The handler ignored its context; it still finished, so keep it.
+		return res, nil
+	}
+	return res, err
+}
+
+// outcome encodes a handler's result for the queue.
+func (p *Pool) outcome(d *queue.Delivery, res Result) (queue.Outcome, error) {
+	var o queue.Outcome
+	if res.Value != nil {
+		b, err := json.Marshal(res.Value)
+		if err != nil {
+			return o, Permanent(fmt.Errorf("encode result: %w", err))
+		}
+		o.Result = b
+	}
+	if res.Target != nil {
+		e := p.reg.get(d.Kind)
+		if e == nil || e.info.Target == "" {
+			return o, Permanent(fmt.Errorf("kind %s returned a target but declares no Target collection", d.Kind))
+		}
+		o.TargetURL = "/v1/" + e.info.Target + "/" + d.ID
+		o.TargetType = res.Target.ContentType
+		o.TargetBody = res.Target.Body
+	}
+	return o, nil
+}
+
+// classify picks the failure mode of an error and the document clients see.
+func (p *Pool) classify(ctx context.Context, err error) (string, queue.ErrorDoc) {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errCanceledByClient):
+		return queue.FailCanceled, queue.CanceledDoc
+	case errors.Is(cause, errShutdown):
+		return queue.FailRequeue, queue.ErrorDoc{}
+	case errors.Is(cause, errTimeout):
+		return queue.FailRetry, queue.ErrorDoc{Type: "https://offload.dev/problems/timeout",
+			Title: "Job timed out", Status: 504, Detail: err.Error()}
+	case IsPermanent(err):
+		return queue.FailPermanent, queue.ErrorDoc{Type: "https://offload.dev/problems/job-failed",
+			Title: "Job failed", Status: 422, Detail: err.Error()}
+	}
+	return queue.FailRetry, queue.ErrorDoc{Type: "https://offload.dev/problems/job-failed",
+		Title: "Job failed", Status: 500, Detail: err.Error()}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,211 @@
+// Package workers owns running jobs: the registry of job kinds with typed,
+// versioned arguments and a JSON Schema each, the worker pool that leases jobs
+// from package queue and runs their handlers under a heartbeat, and the
+// built-in kinds (sleep, thumbnail, report). It does not speak HTTP: the API
+// reaches the registry through the small interface handlers declares.
+package workers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/offload-dev/offload/api"
+)
+
+// Job is what a handler knows about the attempt it runs, and its way to report
+// progress.
+type Job struct {
+	ID          string
+	Queue       string
+	Kind        string
+	Attempt     int
+	MaxAttempts int
+	// Checkpoint is the last checkpoint stored by an earlier attempt (nil if
+	// none): an iterative handler resumes from it.
+	Checkpoint []byte
+
+	report func(ctx context.Context, percent float64, message string, checkpoint []byte) error
+}
+
+// Progress stores how far the job got, for the status document. It returns
+// an error wrapping queue.ErrLeaseLost when this attempt no longer owns the
+// job: the handler should stop.
+func (j *Job) Progress(ctx context.Context, percent float64, message string) error {
+	if j.report == nil {
+		return nil
+	}
+	return j.report(ctx, percent, message, nil)
+}
+
+// SaveCheckpoint stores a checkpoint (any JSON) together with progress. A
+// later attempt of the same job receives it in Job.Checkpoint.
+func (j *Job) SaveCheckpoint(ctx context.Context, checkpoint []byte, percent float64, message string) error {
+	if j.report == nil {
+		return nil
+	}
+	return j.report(ctx, percent, message, checkpoint)
+}
+
+// Result is what a successful handler produced.
+type Result struct {
+	// Value is stored, JSON-encoded, as the job's result; nil for none.
+	Value any
+	// Target is the resource the job created; nil for none. Only kinds that
+	// declare a Target collection may return one.
+	Target *Target
+}
+
+// Target is the representation of a resource a job created. It is served at
+// /v1/{collection}/{job id}.
+type Target struct {
+	ContentType string
+	Body        []byte
+}
+
+// Kind declares a job kind whose arguments decode into A.
+type Kind[A any] struct {
+	// Name is what clients put in "kind".
+	Name string
+	// Version is the current version of the arguments (default 1).
+	Version int
+	// Schema is the JSON Schema (OpenAPI 3 dialect) of the arguments. The API
+	// answers 422 naming the field for arguments that fail it, before the job
+	// is enqueued.
+	Schema string
+	// Queue is where jobs of this kind go unless the request names one
+	// (default "default").
+	Queue string
+	// MaxAttempts bounds attempts unless the request overrides it (default 3).
+	MaxAttempts int
+	// Timeout bounds one attempt unless the request overrides it (default 5m).
+	Timeout time.Duration
+	// Target names the collection of the resource the kind creates ("images");
+	// empty when it creates none.
+	Target string
+	// Handler runs one attempt. Return Permanent(err) for failures that a retry
+	// cannot fix.
+	Handler func(ctx context.Context, job *Job, args A) (Result, error)
+}
+
+// entry is a registered kind with its type erased.
+type entry struct {
+	info   api.KindInfo
+	schema *openapi3.Schema
+	run    func(ctx context.Context, job *Job, args []byte) (Result, error)
+}
+
+// Registry holds job kinds. It is safe for concurrent use.
+type Registry struct {
+	mu    sync.RWMutex
+	kinds map[string]*entry
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{kinds: map[string]*entry{}} }
+
+// Register adds kind k to r. It fails for a duplicate name, a missing handler
+// or an invalid schema.
+func Register[A any](r *Registry, k Kind[A]) error {
+	if k.Name == "" || k.Handler == nil {
+		return errors.New("workers: a kind needs a Name and a Handler")
+	}
+	var schema openapi3.Schema
+	if err := json.Unmarshal([]byte(k.Schema), &schema); err != nil {
+		return fmt.Errorf("workers: kind %s: schema: %w", k.Name, err)
+	}
+	if err := schema.Validate(context.Background()); err != nil {
+		return fmt.Errorf("workers: kind %s: schema: %w", k.Name, err)
+	}
+	if k.Version <= 0 {
+		k.Version = 1
+	}
+	if k.Queue == "" {
+		k.Queue = "default"
+	}
+	if k.MaxAttempts <= 0 {
+		k.MaxAttempts = 3
+	}
+	if k.Timeout <= 0 {
+		k.Timeout = 5 * time.Minute
+	}
+	e := &entry{
+		info: api.KindInfo{Name: k.Name, Version: k.Version, Queue: k.Queue,
+			MaxAttempts: k.MaxAttempts, Timeout: k.Timeout, Target: k.Target},
+		schema: &schema,
+		run: func(ctx context.Context, job *Job, raw []byte) (Result, error) {
+			var a A
+			if err := json.Unmarshal(raw, &a); err != nil {
+				return Result{}, Permanent(fmt.Errorf("decode %s args: %w", k.Name, err))
+			}
+			return k.Handler(ctx, job, a)
+		},
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.kinds[k.Name]; dup {
+		return fmt.Errorf("workers: kind %s registered twice", k.Name)
+	}
+	r.kinds[k.Name] = e
+	return nil
+}
+
+// MustRegister is Register that panics on error, for init-time wiring.
+func MustRegister[A any](r *Registry, k Kind[A]) {
+	if err := Register(r, k); err != nil {
+		panic(err)
+	}
+}
+
+// Lookup returns what the API needs to know about kind name.
+func (r *Registry) Lookup(name string) (api.KindInfo, bool) {
+	e := r.get(name)
+	if e == nil {
+		return api.KindInfo{}, false
+	}
+	return e.info, true
+}
+
+// Names returns the registered kind names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.kinds))
+	for n := range r.kinds {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Validate checks args against kind name's schema and returns one field
+// error per problem, with fields as JSON Pointers under "/args".
+func (r *Registry) Validate(name string, args json.RawMessage) []api.FieldError {
+	e := r.get(name)
+	if e == nil {
+		return []api.FieldError{{Field: "/kind", Message: fmt.Sprintf("unknown kind %q", name)}}
+	}
+	var v any
+	if len(args) == 0 {
+		args = json.RawMessage("null")
+	}
+	if err := json.Unmarshal(args, &v); err != nil {
+		return []api.FieldError{{Field: "/args", Message: err.Error()}}
+	}
+	if err := e.schema.VisitJSON(v, openapi3.MultiErrors()); err != nil {
+		return api.FieldErrors(err, "/args")
+	}
+	return nil
+}
+
+func (r *Registry) get(name string) *entry {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.kinds[name]
+}
