@@ -108,6 +108,33 @@ type Queue struct {
 	Name   string         `json:"name"`
 	Paused bool           `json:"paused"`
 	Counts map[string]int `json:"counts"`
+	// Throughput counts finished jobs per minute over the last 15 minutes,
+	// oldest first.
+	Throughput []Throughput `json:"throughput,omitempty"`
+}
+
+// Throughput counts the jobs of a queue that finished in one minute.
+type Throughput struct {
+	At        time.Time `json:"at"`
+	Succeeded int       `json:"succeeded"`
+	Failed    int       `json:"failed"`
+}
+
+// Worker describes a live worker process.
+type Worker struct {
+	ID          string    `json:"id"`
+	Hostname    string    `json:"hostname"`
+	PID         int       `json:"pid"`
+	Queues      []string  `json:"queues"`
+	Concurrency int       `json:"concurrency"`
+	Running     int       `json:"running"`
+	StartedAt   time.Time `json:"started_at"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// WorkerList is the body of GET /v1/workers.
+type WorkerList struct {
+	Workers []Worker `json:"workers"`
 }
 
 // QueueList is the body of GET /v1/queues.

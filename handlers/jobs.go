@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -204,6 +205,12 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 		f.Limit, _ = strconv.Atoi(l)
 	}
 	page, err := a.status.List(r.Context(), f)
+	if errors.Is(err, statusstore.ErrBadCursor) {
+		p := api.NewProblem(api.TypeValidation, http.StatusBadRequest, "Invalid request parameters",
+			"the cursor was not produced by this API")
+		p.Errors = []api.FieldError{{Field: "cursor", Message: "malformed cursor; use next_cursor from a previous page"}}
+		return p
+	}
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func (a *API) queues(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		out.Queues = append(out.Queues, wireQueue(s))
+		out.Queues = append(out.Queues, wireQueue(s, nil))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusOK, out)
@@ -44,8 +44,12 @@ func (a *API) queue(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	tp, err := a.q.Throughput(r.Context(), name, throughputMinutes)
+	if err != nil {
+		return err
+	}
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, wireQueue(s))
+	return writeJSON(w, http.StatusOK, wireQueue(s, tp))
 }
 
 // pause handles POST /v1/queues/{name}/pause and /resume.
@@ -64,10 +68,23 @@ func (a *API) pause(paused bool) handlerFunc {
 		if err != nil {
 			return err
 		}
-		return writeJSON(w, http.StatusOK, wireQueue(s))
+		return writeJSON(w, http.StatusOK, wireQueue(s, nil))
 	}
 }
 
-func wireQueue(s queue.Stats) api.Queue {
-	return api.Queue{Name: s.Name, Paused: s.Paused, Counts: s.Counts}
+// throughputMinutes is how far back GET /v1/queues/{name} counts finished jobs.
+const throughputMinutes = 15
+
+func wireQueue(s queue.Stats, tp []api.Throughput) api.Queue {
+	return api.Queue{Name: s.Name, Paused: s.Paused, Counts: s.Counts, Throughput: tp}
+}
+
+// workers handles GET /v1/workers: the live worker processes.
+func (a *API) workers(w http.ResponseWriter, r *http.Request) error {
+	ws, err := a.q.Workers(r.Context())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, api.WorkerList{Workers: ws})
 }

@@ -93,6 +93,7 @@ func (a *API) Mount(r chi.Router) {
 	r.Get("/v1/queues/{name}", h(a.queue))
 	r.Post("/v1/queues/{name}/pause", h(a.pause(true)))
 	r.Post("/v1/queues/{name}/resume", h(a.pause(false)))
+	r.Get("/v1/workers", h(a.workers))
 	r.Get("/v1/images/{id}", h(a.target("images")))
 	r.Get("/v1/reports/{id}", h(a.target("reports")))
 }

@@ -22,7 +22,8 @@ type Outcome struct {
 
 // completeScript records a successful attempt, fenced by its token.
 //
-//	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 job; 13 target
+//	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 job; 13 target;
+//	     14 throughput of this minute
 //	ARGV 1 id; 2 token; 3 now ms; 4 expires ms; 5 result; 6 target url;
 //	     7 target type; 8 target body; 9 done channel
 //	returns 1 done, 0 lease lost
@@ -39,6 +40,8 @@ if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[13], 'type', ARGV[7], 'body', ARGV[8])
 end
 redis.call('ZADD', KEYS[11], ARGV[4], id)
+redis.call('HINCRBY', KEYS[14], 'succeeded', 1)
+redis.call('EXPIRE', KEYS[14], 1200)
 redis.call('PUBLISH', ARGV[9], id)
 return 1
 `)
@@ -48,7 +51,8 @@ return 1
 func (q *Queue) Complete(ctx context.Context, d *Delivery, o Outcome) error {
 	now := q.opts.Clock()
 	keys := append(stateKeys(d.Queue), TokensKey(d.Queue), LeasedKey(d.Queue),
-		ExpiringKey(d.Queue), JobKey(d.Queue, d.ID), TargetKey(d.Queue, d.ID))
+		ExpiringKey(d.Queue), JobKey(d.Queue, d.ID), TargetKey(d.Queue, d.ID),
+		ThroughputKey(d.Queue, minute(now)))
 	n, err := completeScript.Run(ctx, q.rdb, keys, d.ID, d.Token, now.UnixMilli(),
 		now.Add(q.opts.Retention).UnixMilli(), o.Result, o.TargetURL, o.TargetType,
 		o.TargetBody, ChannelDone).Int()
@@ -77,7 +81,7 @@ const (
 // failScript records an unsuccessful or interrupted attempt.
 //
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 job; 13 errors;
-//	     14 scheduled; 15 ready
+//	     14 scheduled; 15 ready; 16 throughput of this minute
 //	ARGV 1 id; 2 token; 3 now ms; 4 expires ms; 5 mode; 6 retry at ms;
 //	     7 attempt error entry (JSON); 8 error document (JSON); 9 done channel;
 //	     10 wake channel; 11 queue
@@ -117,6 +121,8 @@ if mode == 'retry' and attempt < max then
   setstate(job, id, 'retrying', now)
   return 'retrying'
 end
+redis.call('HINCRBY', KEYS[16], 'failed', 1)
+redis.call('EXPIRE', KEYS[16], 1200)
 return finish('failed')
 `)
 
@@ -144,7 +150,7 @@ func (q *Queue) Fail(ctx context.Context, d *Delivery, mode string, retryAt time
 	docJSON, _ := json.Marshal(doc)
 	keys := append(stateKeys(d.Queue), TokensKey(d.Queue), LeasedKey(d.Queue),
 		ExpiringKey(d.Queue), JobKey(d.Queue, d.ID), ErrorsKey(d.Queue, d.ID),
-		ScheduledKey(d.Queue), ReadyKey(d.Queue))
+		ScheduledKey(d.Queue), ReadyKey(d.Queue), ThroughputKey(d.Queue, minute(now)))
 	state, err := failScript.Run(ctx, q.rdb, keys, d.ID, d.Token, now.UnixMilli(),
 		now.Add(q.opts.Retention).UnixMilli(), mode, retryAt.UnixMilli(), entry, docJSON,
 		ChannelDone, ChannelWake, d.Queue).Text()
@@ -183,3 +189,6 @@ func (q *Queue) Progress(ctx context.Context, d *Delivery, percent float64, mess
 	}
 	return nil
 }
+
+// minute returns the unix second at which t's minute starts.
+func minute(t time.Time) int64 { return t.Unix() / 60 * 60 }

@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -24,6 +25,9 @@ import (
 //	offload:{q}:job:{id}:errors      list   one JSON entry per failed attempt
 //	offload:{q}:job:{id}:target      hash   the resource the job created (type, body)
 //	offload:{q}:job:{id}:tomb        string the state of an expired job, with a TTL
+//	offload:{q}:tput:{unix minute}   hash   jobs finished that minute (succeeded, failed), with a TTL
+//	offload:workers                  zset   live worker processes, score = last heartbeat ms
+//	offload:worker:{id}              hash   one worker process's description, with a TTL
 const prefix = "offload:"
 
 // Pub/sub channels. Channels are not keys: scripts publish to them by the name
@@ -97,3 +101,15 @@ func TargetKey(q, id string) string { return qk(q, "job:"+id+":target") }
 
 // TombKey remembers an expired job for a while so that it answers 410.
 func TombKey(q, id string) string { return qk(q, "job:"+id+":tomb") }
+
+// ThroughputKey counts the jobs of q that finished in the minute starting at
+// unix second minute.
+func ThroughputKey(q string, minute int64) string {
+	return qk(q, "tput:"+strconv.FormatInt(minute, 10))
+}
+
+// WorkersKey indexes live worker processes by last heartbeat.
+func WorkersKey() string { return prefix + "workers" }
+
+// WorkerKey describes worker process id.
+func WorkerKey(id string) string { return prefix + "worker:" + id }

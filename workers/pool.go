@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/offload-dev/offload/api"
 	"github.com/offload-dev/offload/queue"
 )
 
@@ -133,6 +135,8 @@ func (p *Pool) Run(ctx context.Context) error {
 	bg.Add(2)
 	go func() { defer bg.Done(); p.listen(ctx, sub.Channel()) }()
 	go func() { defer bg.Done(); p.heartbeat(ctx) }()
+	bg.Add(1)
+	go func() { defer bg.Done(); p.announce(ctx) }()
 
 	p.dispatch(ctx, jobsCtx, &wg)
 
@@ -257,6 +261,36 @@ func (p *Pool) listen(ctx context.Context, ch <-chan *redis.Message) {
 		}
 	}
 }
+
+// announce tells Redis this process is alive every few seconds, for the
+// dashboard's list of live workers, and retires it on shutdown.
+func (p *Pool) announce(ctx context.Context) {
+	host, _ := os.Hostname()
+	w := api.Worker{ID: fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.N(1<<16)), Hostname: host,
+		PID: os.Getpid(), Concurrency: p.cfg.Concurrency, StartedAt: time.Now().UTC()}
+	for _, q := range p.cfg.Queues {
+		w.Queues = append(w.Queues, q.Name)
+	}
+	t := time.NewTicker(announceEvery)
+	defer t.Stop()
+	for {
+		w.Running = p.Running()
+		if err := p.q.Announce(ctx, w, 3*announceEvery); err != nil && ctx.Err() == nil {
+			p.log.Warn().Err(err).Msg("announce failed")
+		}
+		select {
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = p.q.Retire(rctx, w.ID)
+			cancel()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// announceEvery is how often a pool announces itself.
+const announceEvery = 5 * time.Second
 
 // interrupt cancels the handler of job id if it runs here.
 func (p *Pool) interrupt(id string, cause error) {

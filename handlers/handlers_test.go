@@ -1,0 +1,294 @@
+package handlers_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/go-chi/chi/v5"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/offload-dev/offload/api"
+	"github.com/offload-dev/offload/handlers"
+	"github.com/offload-dev/offload/queue"
+	"github.com/offload-dev/offload/statusstore"
+	"github.com/offload-dev/offload/workers"
+)
+
+type env struct {
+	srv *httptest.Server
+	h   http.Handler
+	q   *queue.Queue
+	mr  *miniredis.Miniredis
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	q := queue.New(rdb, queue.Options{})
+	reg := workers.NewRegistry()
+	if err := workers.RegisterBuiltins(reg); err != nil {
+		t.Fatal(err)
+	}
+	h, err := handlers.New(handlers.Config{BodyLimit: 4096, Logger: zerolog.Nop(),
+		Ready: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}, q, statusstore.New(rdb), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &env{srv: srv, h: h, q: q, mr: mr}
+}
+
+func (e *env) do(t *testing.T, method, path, ctype, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// TestRoutesMatchOpenAPI fails when the router serves a route the document
+// lacks, or the document describes one the router does not serve.
+func TestRoutesMatchOpenAPI(t *testing.T) {
+	e := setup(t)
+	spec, err := api.LoadSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served []string
+	err = chi.Walk(e.h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		served = append(served, method+" "+strings.TrimSuffix(route, "/*"))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var documented []string
+	for path, item := range spec.Paths.Map() {
+		for method := range item.Operations() {
+			documented = append(documented, method+" "+path)
+		}
+	}
+	sort.Strings(served)
+	sort.Strings(documented)
+	if strings.Join(served, "\n") != strings.Join(documented, "\n") {
+		t.Errorf("router and openapi.yaml disagree\nserved:\n%s\n\ndocumented:\n%s",
+			strings.Join(served, "\n"), strings.Join(documented, "\n"))
+	}
+}
+
+func TestSubmitAccepted(t *testing.T) {
+	e := setup(t)
+	resp, body := e.do(t, "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{"ms":5},"priority":3}`)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var job api.Job
+	if err := json.Unmarshal(body, &job); err != nil {
+		t.Fatal(err)
+	}
+	if loc := resp.Header.Get("Location"); loc != "/v1/jobs/"+job.ID || resp.Header.Get("Content-Location") != loc {
+		t.Errorf("Location %q Content-Location %q, id %s", loc, resp.Header.Get("Content-Location"), job.ID)
+	}
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+	if job.State != api.StateQueued || job.Priority != 3 || job.Kind != "sleep" || job.Queue != "default" {
+		t.Errorf("job %+v", job)
+	}
+	// The record exists and reads back the same.
+	resp, body = e.do(t, "GET", "/v1/jobs/"+job.ID, "", "")
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"state":"queued"`)) {
+		t.Fatalf("GET: %d %s", resp.StatusCode, body)
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("ETag") == "" {
+		t.Errorf("headers %v", resp.Header)
+	}
+}
+
+func TestScheduledRetryAfter(t *testing.T) {
+	e := setup(t)
+	resp, body := e.do(t, "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"delay":120}`)
+	if resp.StatusCode != http.StatusAccepted || !bytes.Contains(body, []byte(`"state":"scheduled"`)) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "120" && ra != "119" {
+		t.Errorf("Retry-After %q, want about 120", ra)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	e := setup(t)
+	big := `{"kind":"sleep","args":{"result":"` + strings.Repeat("x", 5000) + `"}}`
+	tests := []struct {
+		name, method, path, ctype, body string
+		status                          int
+		field                           string
+	}{
+		{"malformed json", "POST", "/v1/jobs", "application/json", `{"kind":`, 400, "/"},
+		{"empty body", "POST", "/v1/jobs", "application/json", ``, 400, "/"},
+		{"wrong media type", "POST", "/v1/jobs", "text/plain", `{"kind":"sleep"}`, 415, "Content-Type"},
+		{"too large", "POST", "/v1/jobs", "application/json", big, 413, ""},
+		{"unknown kind", "POST", "/v1/jobs", "application/json", `{"kind":"nope","args":{}}`, 422, "/kind"},
+		{"missing kind", "POST", "/v1/jobs", "application/json", `{"args":{}}`, 422, "/kind"},
+		{"bad args", "POST", "/v1/jobs", "application/json", `{"kind":"thumbnail","args":{"image":"aGk=","width":0,"format":"png"}}`, 422, "/args/width"},
+		{"unknown arg", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{"zzz":1}}`, 422, "/args"},
+		{"negative sleep", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{"ms":-1}}`, 422, "/args/ms"},
+		{"unknown field", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"zzz":1}`, 422, "/"},
+		{"bad queue", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"queue":"Bad Queue"}`, 422, "/queue"},
+		{"bad priority", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"priority":99}`, 422, "/priority"},
+		{"run_at and delay", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"delay":5,"run_at":"2030-01-01T00:00:00Z"}`, 422, "/delay"},
+		{"bad limit", "GET", "/v1/jobs?limit=0", "", "", 400, "limit"},
+		{"bad state", "GET", "/v1/jobs?state=nope", "", "", 400, "state"},
+		{"bad cursor", "GET", "/v1/jobs?cursor=!!", "", "", 400, "cursor"},
+		{"unknown job", "GET", "/v1/jobs/default.01ARZ3NDEKTSV4RRFFQ69G5FAV", "", "", 404, ""},
+		{"malformed id", "GET", "/v1/jobs/nope", "", "", 404, ""},
+		{"cancel unknown", "DELETE", "/v1/jobs/nope", "", "", 404, ""},
+		{"retry unknown", "POST", "/v1/jobs/default.01ARZ3NDEKTSV4RRFFQ69G5FAV/retry", "", "", 404, ""},
+		{"unknown route", "GET", "/v2/nope", "", "", 404, ""},
+		{"unknown image", "GET", "/v1/images/default.01ARZ3NDEKTSV4RRFFQ69G5FAV", "", "", 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := e.do(t, tt.method, tt.path, tt.ctype, tt.body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != api.ProblemContentType {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			var p api.Problem
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.Status != tt.status || p.Type == "" || p.Title == "" {
+				t.Errorf("problem %+v", p)
+			}
+			if tt.field == "" {
+				return
+			}
+			for _, f := range p.Errors {
+				if f.Field == tt.field {
+					return
+				}
+			}
+			t.Errorf("no error names %q: %s", tt.field, body)
+		})
+	}
+	// None of it cost a job or left one behind.
+	_, body := e.do(t, "GET", "/v1/jobs", "", "")
+	if !bytes.Contains(body, []byte(`"jobs":[]`)) {
+		t.Errorf("bad input left jobs: %s", body)
+	}
+}
+
+func TestCancelAndRetry(t *testing.T) {
+	e := setup(t)
+	_, body := e.do(t, "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{}}`)
+	var job api.Job
+	_ = json.Unmarshal(body, &job)
+	resp, body := e.do(t, "DELETE", "/v1/jobs/"+job.ID, "", "")
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"state":"canceled"`)) {
+		t.Fatalf("cancel: %d %s", resp.StatusCode, body)
+	}
+	resp, body = e.do(t, "DELETE", "/v1/jobs/"+job.ID, "", "")
+	if resp.StatusCode != 409 {
+		t.Fatalf("second cancel: %d %s", resp.StatusCode, body)
+	}
+	resp, body = e.do(t, "POST", "/v1/jobs/"+job.ID+"/retry", "", "")
+	if resp.StatusCode != 202 || !bytes.Contains(body, []byte(`"state":"queued"`)) {
+		t.Fatalf("retry: %d %s", resp.StatusCode, body)
+	}
+	resp, _ = e.do(t, "POST", "/v1/jobs/"+job.ID+"/retry", "", "")
+	if resp.StatusCode != 409 {
+		t.Fatalf("retry of queued: %d", resp.StatusCode)
+	}
+}
+
+func TestRunToCompletion(t *testing.T) {
+	e := setup(t)
+	rdb := redis.NewClient(&redis.Options{Addr: e.mr.Addr()})
+	defer rdb.Close()
+	reg := workers.NewRegistry()
+	_ = workers.RegisterBuiltins(reg)
+	pool := workers.NewPool(e.q, reg, workers.PoolConfig{Concurrency: 2, Logger: zerolog.Nop()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = pool.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	report := `{"kind":"report","args":{"csv":"k,v\na,1\nb,2\na,3\n","group_by":"k","sum":["v"]}}`
+	_, body := e.do(t, "POST", "/v1/jobs", "application/json", report)
+	var job api.Job
+	_ = json.Unmarshal(body, &job)
+	sub := rdb.Subscribe(ctx, queue.ChannelDone)
+	defer sub.Close()
+	deadline := time.After(10 * time.Second)
+	for {
+		resp, body := e.do(t, "GET", "/v1/jobs/"+job.ID, "", "")
+		if resp.StatusCode == http.StatusSeeOther {
+			if loc := resp.Header.Get("Location"); loc != "/v1/reports/"+job.ID {
+				t.Fatalf("Location %q", loc)
+			}
+			break
+		}
+		if resp.StatusCode != 200 || bytes.Contains(body, []byte(`"done":true`)) {
+			t.Fatalf("unexpected %d %s", resp.StatusCode, body)
+		}
+		select {
+		case <-sub.Channel():
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("report did not finish")
+		}
+	}
+	resp, body := e.do(t, "GET", "/v1/reports/"+job.ID, "", "")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	var rep workers.Report
+	if err := json.Unmarshal(body, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rows != 3 || len(rep.Groups) != 2 || rep.Groups[0].Key != "a" || rep.Groups[0].Sums["v"] != 4 {
+		t.Errorf("report %+v", rep)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	e := setup(t)
+	if resp, _ := e.do(t, "GET", "/healthz", "", ""); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	if resp, _ := e.do(t, "GET", "/readyz", "", ""); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	e.mr.Close()
+	if resp, body := e.do(t, "GET", "/readyz", "", ""); resp.StatusCode != 503 {
+		t.Fatal(resp.StatusCode, string(body))
+	}
+	resp, body := e.do(t, "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{}}`)
+	if resp.StatusCode != 503 || !bytes.Contains(body, []byte("unavailable")) {
+		t.Fatalf("submit with Redis down: %d %s", resp.StatusCode, body)
+	}
+}
