@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -61,6 +63,36 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	case req.Delay > 0:
 		nj.RunAt = now.Add(seconds(req.Delay))
 	}
+	neg, err := a.negotiate(r, info)
+	if err != nil {
+		return err
+	}
+	if neg.prefer {
+		w.Header().Add("Vary", "Prefer")
+	}
+	if len(neg.applied) > 0 {
+		w.Header().Set("Preference-Applied", strings.Join(neg.applied, ", "))
+	}
+	var done <-chan struct{}
+	if neg.wait > 0 {
+		if a.cfg.Waiter == nil {
+			if neg.expect != 0 {
+				return expectationFailed("this server does not answer synchronously")
+			}
+			neg.wait = 0
+		} else {
+			if neg.expect != 0 {
+				if err := a.admitSync(r.Context(), nj.Queue); err != nil {
+					return err
+				}
+			}
+			// Watch before enqueueing, so that the completion cannot be missed.
+			nj.ID = a.q.NewID(nj.Queue)
+			var stop func()
+			done, stop = a.cfg.Waiter.Watch(nj.ID)
+			defer stop()
+		}
+	}
 	e, err := a.q.Enqueue(r.Context(), nj)
 	if err != nil {
 		return err
@@ -74,7 +106,16 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 		t := e.RunAt.UTC()
 		job.RunAt = &t
 	}
-	return a.accepted(w, job)
+	if done == nil {
+		return a.accepted(w, job)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), neg.wait)
+	defer cancel()
+	finished := a.status.Wait(ctx, job.ID, done)
+	if r.Context().Err() != nil {
+		return nil // the client left; the job goes on
+	}
+	return a.answerSync(w, r, neg, job, finished)
 }
 
 // accepted answers 202 with job's status resource.

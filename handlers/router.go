@@ -37,6 +37,15 @@ type Config struct {
 	Spec *openapi3.T
 	// Ready reports whether the service can take work (Redis reachable).
 	Ready func(ctx context.Context) error
+	// Waiter delivers job completions to synchronous requests (Expect,
+	// Prefer: wait). Nil answers every request asynchronously... and refuses
+	// Expect: 200-ok with 417.
+	Waiter *statusstore.Waiter
+	// SyncWaitMax bounds how long a synchronous request waits (default 30s).
+	SyncWaitMax time.Duration
+	// SyncMaxBacklog is how many runnable jobs per live worker slot may wait
+	// ahead of a synchronous job before it is refused with 417 (default 10).
+	SyncMaxBacklog int
 }
 
 // API holds the dependencies of the handlers.
@@ -46,12 +55,20 @@ type API struct {
 	status  *statusstore.Store
 	catalog Catalog
 	log     zerolog.Logger
+
+	capacity capacity
 }
 
 // New returns the HTTP handler of the service.
 func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.Handler, error) {
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = 1 << 20
+	}
+	if cfg.SyncWaitMax <= 0 {
+		cfg.SyncWaitMax = 30 * time.Second
+	}
+	if cfg.SyncMaxBacklog <= 0 {
+		cfg.SyncMaxBacklog = 10
 	}
 	if cfg.Spec == nil {
 		spec, err := api.LoadSpec()

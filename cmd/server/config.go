@@ -49,6 +49,17 @@ type Config struct {
 	// ShutdownGrace is how long running jobs may finish on shutdown before
 	// they are interrupted and requeued (SHUTDOWN_GRACE, -shutdown-grace). Default 10s.
 	ShutdownGrace time.Duration
+	// SyncWaitMax bounds how long a request with Expect: 200-ok (or Prefer:
+	// wait) waits for its job (SYNC_WAIT_MAX, -sync-wait-max). Default 30s.
+	SyncWaitMax time.Duration
+	// SyncMaxBacklog is how many runnable jobs per live worker slot may be
+	// ahead of a synchronous job before it is refused with 417
+	// (SYNC_MAX_BACKLOG, -sync-max-backlog). Default 10.
+	SyncMaxBacklog int
+	// TLSCert and TLSKey are PEM files; when both are set the API serves
+	// HTTPS with HTTP/2 by ALPN (TLS_CERT, TLS_KEY, -tls-cert, -tls-key).
+	// Default empty: plain HTTP/1.1 and h2c.
+	TLSCert, TLSKey string
 	// LogLevel is debug, info, warn or error (LOG_LEVEL, -log-level). Default info.
 	LogLevel string
 	// LogFormat is json or console (LOG_FORMAT, -log-format). Default json.
@@ -108,6 +119,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, bool, error
 	dur(&c.Tombstone, "tombstone", "TOMBSTONE", 7*24*time.Hour, "how long expired jobs answer 410")
 	dur(&c.Lease, "lease", "LEASE", 30*time.Second, "job lease (visibility timeout)")
 	dur(&c.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 10*time.Second, "grace for running jobs at shutdown")
+	dur(&c.SyncWaitMax, "sync-wait-max", "SYNC_WAIT_MAX", 30*time.Second, "longest synchronous wait (Expect: 200-ok, Prefer: wait)")
+	num(&c.SyncMaxBacklog, "sync-max-backlog", "SYNC_MAX_BACKLOG", 10, "runnable jobs per live worker slot a synchronous job may wait behind")
+	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "TLS certificate PEM file (with TLS_KEY: serve HTTPS and HTTP/2)")
+	str(&c.TLSKey, "tls-key", "TLS_KEY", "", "TLS private key PEM file")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or console")
 	healthcheck := fs.Bool("healthcheck", false, "GET /healthz on ADDR and exit 0 when it answers 200 (for container health checks)")
@@ -140,6 +155,15 @@ func (c *Config) validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, not %s", name, d))
 		}
+	}
+	if c.SyncWaitMax <= 0 || c.SyncWaitMax > time.Hour {
+		errs = append(errs, fmt.Errorf("SYNC_WAIT_MAX must be in (0, 1h], not %s", c.SyncWaitMax))
+	}
+	if c.SyncMaxBacklog < 0 {
+		errs = append(errs, fmt.Errorf("SYNC_MAX_BACKLOG must not be negative, not %d", c.SyncMaxBacklog))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("TLS_CERT and TLS_KEY go together"))
 	}
 	if c.Lease < 3*time.Second && c.Lease > 0 {
 		errs = append(errs, fmt.Errorf("LEASE must be at least 3s, not %s", c.Lease))

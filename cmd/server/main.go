@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/offload-dev/offload/expectconn"
 	"github.com/offload-dev/offload/handlers"
 	"github.com/offload-dev/offload/queue"
 	"github.com/offload-dev/offload/statusstore"
@@ -115,18 +117,32 @@ func run(cfg Config, log zerolog.Logger) error {
 		defer tiers.Wait()
 	}
 	if cfg.Role == "all" || cfg.Role == "api" {
-		h, err := handlers.New(handlers.Config{BodyLimit: cfg.BodyLimit, Logger: log, Ready: ready},
+		// One subscription to job completions serves every synchronous
+		// request of this process; it is live before the first request.
+		waiter := statusstore.NewWaiter(rdb)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := waiter.Run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("completion subscription: %w", err)
+			}
+		}()
+		select {
+		case <-waiter.Ready():
+		case <-time.After(10 * time.Second):
+			return errors.New("completion subscription: Redis did not answer within 10s")
+		}
+		h, err := handlers.New(handlers.Config{BodyLimit: cfg.BodyLimit, Logger: log, Ready: ready,
+			Waiter: waiter, SyncWaitMax: cfg.SyncWaitMax, SyncMaxBacklog: cfg.SyncMaxBacklog},
 			q, statusstore.New(rdb), reg)
 		if err != nil {
 			return err
 		}
-		ln, err := net.Listen("tcp", cfg.Addr)
+		srv, ln, err := listen(cfg, h)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+			return err
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-			IdleTimeout: 2 * time.Minute, ErrorLog: nil}
-		log.Info().Str("addr", ln.Addr().String()).Msg("api listening")
+		log.Info().Str("addr", ln.Addr().String()).Bool("tls", cfg.TLSCert != "").Msg("api listening")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -156,6 +172,34 @@ func run(cfg Config, log zerolog.Logger) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// listen opens the API's listener and server. HTTP/1.x connections go through
+// expectconn, so that Expect: 200-ok and its kin reach the handlers instead of
+// net/http's automatic 417; h2c (HTTP/2 without TLS) is served too, and with
+// TLS_CERT/TLS_KEY, HTTPS with HTTP/2 by ALPN.
+func listen(cfg Config, h http.Handler) (*http.Server, net.Listener, error) {
+	raw, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		IdleTimeout: 2 * time.Minute, Protocols: &protocols}
+	if cfg.TLSCert == "" {
+		return srv, expectconn.NewListener(raw), nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		_ = raw.Close()
+		return nil, nil, fmt.Errorf("TLS_CERT/TLS_KEY: %w", err)
+	}
+	protocols.SetHTTP2(true)
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"},
+		MinVersion: tls.VersionTLS12}
+	return srv, expectconn.NewTLSListener(raw, srv.TLSConfig), nil
 }
 
 // connect returns the Redis client: REDIS_URL, or an embedded miniredis.

@@ -1,0 +1,199 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/offload-dev/offload/api"
+	"github.com/offload-dev/offload/expectconn"
+	"github.com/offload-dev/offload/queue"
+)
+
+// negotiation is what a client asked for with Expect and Prefer.
+type negotiation struct {
+	// expect is the status the client insists on (200, 201, 204), 0 for none.
+	expect int
+	// wait is how long to wait for the outcome; 0 answers 202 at once.
+	wait time.Duration
+	// applied is the Preference-Applied value, "" for none.
+	applied []string
+	// prefer is true when Prefer took part (Vary: Prefer matters).
+	prefer bool
+}
+
+// negotiate reads Expect (strict: 417 when it cannot be met) and Prefer
+// (lenient, RFC 7240) for a job of kind info. Expect wins over Prefer.
+func (a *API) negotiate(r *http.Request, info api.KindInfo) (negotiation, error) {
+	var n negotiation
+	if e := expectconn.FromRequest(r); e != "" {
+		switch strings.ToLower(e) {
+		case "202-accepted":
+			return n, nil
+		case "200-ok":
+			n.expect = http.StatusOK
+		case "201-created":
+			if info.Target == "" {
+				return n, expectationFailed(fmt.Sprintf("kind %q creates no resource, so it cannot answer 201 Created; use 200-ok or 204-no-content", info.Name))
+			}
+			n.expect = http.StatusCreated
+		case "204-no-content":
+			n.expect = http.StatusNoContent
+		case "100-continue":
+			// Handled by net/http before the handler; nothing to do here.
+			return n, nil
+		default:
+			return n, expectationFailed(fmt.Sprintf("unknown expectation %q; this server understands 200-ok, 201-created, 204-no-content and 202-accepted", e))
+		}
+		n.wait = a.cfg.SyncWaitMax
+		return n, nil
+	}
+	for _, v := range r.Header.Values("Prefer") {
+		for _, pref := range strings.Split(v, ",") {
+			name, val, _ := strings.Cut(strings.TrimSpace(pref), "=")
+			name = strings.ToLower(strings.TrimSpace(name))
+			val = strings.Trim(strings.TrimSpace(strings.SplitN(val, ";", 2)[0]), `"`)
+			switch name {
+			case "respond-async":
+				n.prefer = true
+				n.applied = append(n.applied, "respond-async")
+			case "wait":
+				secs, err := strconv.ParseFloat(val, 64)
+				if err != nil || secs < 0 {
+					continue // unparseable preferences are ignored
+				}
+				n.prefer = true
+				n.wait = min(time.Duration(secs*float64(time.Second)), a.cfg.SyncWaitMax)
+			}
+		}
+	}
+	if n.wait > 0 {
+		n.applied = append(n.applied, "wait="+strconv.Itoa(int(n.wait.Round(time.Second)/time.Second)))
+	}
+	return n, nil
+}
+
+func expectationFailed(detail string) *api.Problem {
+	return api.NewProblem(api.TypeExpectation, http.StatusExpectationFailed, "Expectation failed", detail)
+}
+
+// admitSync refuses, before anything is enqueued, a synchronous job that
+// cannot finish in time: no live worker drains its queue, or the backlog ahead
+// of it is over SyncMaxBacklog per unit of live concurrency.
+func (a *API) admitSync(ctx context.Context, name string) error {
+	workers, err := a.capacity.of(ctx, a.q, name)
+	if err != nil {
+		return err
+	}
+	if workers == 0 {
+		return expectationFailed(fmt.Sprintf("no live worker drains queue %q, so the job cannot finish while you wait; send it without Expect and poll", name))
+	}
+	backlog, err := a.q.Backlog(ctx, name)
+	if err != nil {
+		return err
+	}
+	if backlog > int64(workers*a.cfg.SyncMaxBacklog) {
+		return expectationFailed(fmt.Sprintf("queue %q has %d jobs ahead for %d worker slots, over the synchronous limit of %d per slot; send it without Expect and poll",
+			name, backlog, workers, a.cfg.SyncMaxBacklog))
+	}
+	return nil
+}
+
+// answerSync answers a synchronous request once its job is done, or when the
+// wait ran out.
+func (a *API) answerSync(w http.ResponseWriter, r *http.Request, n negotiation, job api.Job, finished bool) error {
+	h := w.Header()
+	if !finished {
+		if n.expect != 0 {
+			// Admitted but not done in time: it keeps running, and the
+			// client learns where to find it.
+			h.Set("Link", "<"+job.Links.Self+`>; rel="monitor"`)
+			h.Set("X-Job-Id", job.ID)
+			p := expectationFailed(fmt.Sprintf("job %s did not finish within %s; it keeps running: poll its status resource", job.ID, n.wait))
+			p.JobID = job.ID
+			return p
+		}
+		cur, err := a.status.Get(r.Context(), job.ID)
+		if err == nil {
+			job = cur
+		}
+		return a.accepted(w, job)
+	}
+	done, err := a.status.Get(r.Context(), job.ID)
+	if err != nil {
+		return err
+	}
+	h.Set("X-Job-Id", done.ID)
+	if done.State != api.StateSucceeded {
+		p := &api.Problem{Type: api.TypeJobFailed, Title: "Job " + done.State, Status: http.StatusInternalServerError}
+		if done.Error != nil {
+			p = done.Error
+		}
+		p.JobID = done.ID
+		if p.Status < 400 {
+			p.Status = http.StatusInternalServerError
+		}
+		h.Set("Link", "<"+done.Links.Self+`>; rel="monitor"`)
+		return p
+	}
+	status := n.expect
+	if status == 0 {
+		status = http.StatusOK
+	}
+	switch status {
+	case http.StatusNoContent:
+		h.Set("Content-Location", done.Links.Self)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case http.StatusCreated:
+		h.Set("Location", done.Target)
+		h.Set("Content-Location", done.Links.Self)
+		return writeJSON(w, http.StatusCreated, done)
+	}
+	if done.Target != "" {
+		col, _, _ := strings.Cut(strings.TrimPrefix(done.Target, "/v1/"), "/")
+		ctype, body, err := a.status.Target(r.Context(), col, done.ID)
+		if err != nil {
+			return err
+		}
+		h.Set("Content-Location", done.Target)
+		h.Set("Content-Type", ctype)
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+		return nil
+	}
+	h.Set("Content-Location", done.Links.Self)
+	return writeJSON(w, http.StatusOK, done)
+}
+
+// capacity caches, per queue, the live worker slots, refreshed at most once a
+// second so that admitting a synchronous job costs no listing of workers.
+type capacity struct {
+	mu      sync.Mutex
+	at      time.Time
+	byQueue map[string]int
+}
+
+func (c *capacity) of(ctx context.Context, q *queue.Queue, name string) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) > time.Second {
+		ws, err := q.Workers(ctx)
+		if err != nil {
+			return 0, err
+		}
+		m := map[string]int{}
+		for _, w := range ws {
+			for _, qn := range w.Queues {
+				m[qn] += w.Concurrency
+			}
+		}
+		c.byQueue, c.at = m, time.Now()
+	}
+	return c.byQueue[name], nil
+}
