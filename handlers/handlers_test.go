@@ -19,6 +19,7 @@ import (
 
 	"github.com/offload-dev/offload/api"
 	"github.com/offload-dev/offload/handlers"
+	"github.com/offload-dev/offload/metrics"
 	"github.com/offload-dev/offload/queue"
 	"github.com/offload-dev/offload/statusstore"
 	"github.com/offload-dev/offload/workers"
@@ -41,7 +42,7 @@ func setup(t *testing.T) *env {
 	if err := workers.RegisterBuiltins(reg); err != nil {
 		t.Fatal(err)
 	}
-	h, err := handlers.New(handlers.Config{BodyLimit: 4096, Logger: zerolog.Nop(),
+	h, err := handlers.New(handlers.Config{BodyLimit: 4096, Logger: zerolog.Nop(), Metrics: metrics.New(q, nil),
 		Ready: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}, q, statusstore.New(rdb), reg)
 	if err != nil {
 		t.Fatal(err)
@@ -290,5 +291,24 @@ func TestHealth(t *testing.T) {
 	resp, body := e.do(t, "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{}}`)
 	if resp.StatusCode != 503 || !bytes.Contains(body, []byte("unavailable")) {
 		t.Fatalf("submit with Redis down: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	e := setup(t)
+	e.do(t, "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{}}`)
+	e.do(t, "GET", "/v1/jobs/default.01ARZ3NDEKTSV4RRFFQ69G5FAV", "", "")
+	resp, body := e.do(t, "GET", "/metrics", "", "")
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	for _, want := range []string{
+		`offload_jobs_enqueued_total{kind="sleep",queue="default"} 1`,
+		`offload_queue_jobs{queue="default",state="queued"} 1`,
+		`offload_http_requests_total{method="GET",route="/v1/jobs/{id}",status="404"} 1`,
+	} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }

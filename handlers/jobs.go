@@ -97,6 +97,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if a.cfg.Metrics != nil {
+		a.cfg.Metrics.Enqueued(nj.Kind, nj.Queue)
+	}
 	job := api.Job{
 		ID: e.ID, Kind: nj.Kind, Queue: nj.Queue, State: e.State, Priority: nj.Priority,
 		MaxAttempts: nj.MaxAttempts, CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.CreatedAt.UTC(),

@@ -27,6 +27,13 @@ type Catalog interface {
 	Validate(kind string, args json.RawMessage) []api.FieldError
 }
 
+// Metrics is what the API needs of the metrics of its process.
+type Metrics interface {
+	Enqueued(kind, queue string)
+	Middleware(next http.Handler) http.Handler
+	Handler() http.Handler
+}
+
 // Config configures the API.
 type Config struct {
 	// BodyLimit bounds request bodies in bytes (default 1 MiB).
@@ -43,6 +50,9 @@ type Config struct {
 	Waiter *statusstore.Waiter
 	// SyncWaitMax bounds how long a synchronous request waits (default 30s).
 	SyncWaitMax time.Duration
+	// Metrics records requests and enqueued jobs and serves /metrics; nil
+	// for none.
+	Metrics Metrics
 	// SyncMaxBacklog is how many runnable jobs per live worker slot may wait
 	// ahead of a synchronous job before it is refused with 417 (default 10).
 	SyncMaxBacklog int
@@ -84,6 +94,10 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	a := &API{cfg: cfg, q: q, status: st, catalog: cat, log: cfg.Logger}
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, a.requestLog, recoverer(cfg.Logger))
+	if cfg.Metrics != nil {
+		r.Use(cfg.Metrics.Middleware)
+		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
+	}
 	r.NotFound(handle(a.log, func(http.ResponseWriter, *http.Request) error {
 		return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no such resource")
 	}))
@@ -95,6 +109,20 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
 	return r, nil
+}
+
+// Ops returns the handler of a process that serves no API (ROLE=worker):
+// /healthz, /readyz and, with cfg.Metrics, /metrics.
+func Ops(cfg Config) http.Handler {
+	a := &API{cfg: cfg, log: cfg.Logger}
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, recoverer(cfg.Logger))
+	if cfg.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
+	}
+	r.Get("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+	return r
 }
 
 // Mount adds the /v1 routes to r. Go teams that embed Offload call it on their

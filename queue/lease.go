@@ -20,6 +20,9 @@ type Delivery struct {
 	MaxAttempts int
 	Timeout     time.Duration
 	Checkpoint  []byte
+	// RunnableSince is when the job last became runnable: its creation, its
+	// run_at, or the end of its retry backoff.
+	RunnableSince time.Time
 	// Token fences every write of this attempt: once the lease is lost, writes
 	// carrying it are refused.
 	Token string
@@ -53,7 +56,7 @@ return out
 //
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11.. job records
 //	ARGV 1 now ms; then id, token per job record
-//	returns per job {0} skipped, or {1, attempt, kind, ver, args, max, timeout, ckpt}
+//	returns per job {0} skipped, or {1, attempt, kind, ver, args, max, timeout, ckpt, runnable since ms}
 var startScript = newScript(`
 local now = ARGV[1]
 local out = {}
@@ -70,8 +73,9 @@ for i = 11, #KEYS do
     setstate(job, id, 'running', now)
     local attempt = redis.call('HINCRBY', job, 'attempt', 1)
     redis.call('HSET', job, 'started', now)
-    local f = redis.call('HMGET', job, 'kind', 'ver', 'args', 'max', 'timeout', 'ckpt')
-    out[#out+1] = {1, attempt, f[1] or '', f[2] or '1', f[3] or '', f[4] or '1', f[5] or '0', f[6] or ''}
+    local f = redis.call('HMGET', job, 'kind', 'ver', 'args', 'max', 'timeout', 'ckpt', 'created', 'run_at')
+    local since = math.max(tonumber(f[7] or '0') or 0, tonumber(f[8] or '0') or 0)
+    out[#out+1] = {1, attempt, f[1] or '', f[2] or '1', f[3] or '', f[4] or '1', f[5] or '0', f[6] or '', tostring(since)}
   end
 end
 return out
@@ -109,20 +113,21 @@ func (q *Queue) Fetch(ctx context.Context, name string, n int) ([]*Delivery, err
 	out := make([]*Delivery, 0, len(res))
 	for i, r := range res {
 		f, _ := r.([]any)
-		if len(f) < 8 || toInt(f[0]) != 1 {
+		if len(f) < 9 || toInt(f[0]) != 1 {
 			continue
 		}
 		out = append(out, &Delivery{
-			ID:          raw[2*i],
-			Token:       raw[2*i+1],
-			Queue:       name,
-			Attempt:     toInt(f[1]),
-			Kind:        toString(f[2]),
-			Version:     toInt(f[3]),
-			Args:        []byte(toString(f[4])),
-			MaxAttempts: toInt(f[5]),
-			Timeout:     time.Duration(toInt(f[6])) * time.Millisecond,
-			Checkpoint:  nonEmpty(toString(f[7])),
+			ID:            raw[2*i],
+			Token:         raw[2*i+1],
+			Queue:         name,
+			Attempt:       toInt(f[1]),
+			Kind:          toString(f[2]),
+			Version:       toInt(f[3]),
+			Args:          []byte(toString(f[4])),
+			MaxAttempts:   toInt(f[5]),
+			Timeout:       time.Duration(toInt(f[6])) * time.Millisecond,
+			Checkpoint:    nonEmpty(toString(f[7])),
+			RunnableSince: time.UnixMilli(int64(toInt(f[8]))),
 		})
 	}
 	return out, nil

@@ -78,17 +78,18 @@ func (q *Queue) NextDue(ctx context.Context, name string) (time.Time, bool, erro
 // killing its workers ends failed after max attempts.
 //
 //	KEYS 1..8 state sets; 9 leased; 10 tokens; 11 ready; 12 expiring;
-//	     then job record and errors list per id
+//	     13 throughput of this minute; then job record and errors list per id
 //	ARGV 1 now ms; 2 expires ms; 3 wake channel; 4 done channel; 5 queue;
-//	     6 error document; 7 attempt error message; 8.. ids
+//	     6 error document (lease expired); 7 time of the attempt error;
+//	     8 error document (canceled); 9.. ids
 //	returns the number of leases reaped
 var reapScript = newScript(`
 local now = ARGV[1]
 local empty = redis.call('ZCARD', KEYS[11]) == 0
 local requeued, n = 0, 0
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   local id = ARGV[i]
-  local job, errs = KEYS[13 + (i - 8) * 2], KEYS[14 + (i - 8) * 2]
+  local job, errs = KEYS[14 + (i - 9) * 2], KEYS[15 + (i - 9) * 2]
   local dl = redis.call('ZSCORE', KEYS[9], id)
   if dl and tonumber(dl) <= tonumber(now) then
     n = n + 1
@@ -106,7 +107,13 @@ for i = 8, #ARGV do
       elseif st ~= 'queued' and attempt >= max then final = 'failed' end
       if final then
         setstate(job, id, final, now)
-        redis.call('HSET', job, 'finished', now, 'expires', ARGV[2], 'error', ARGV[6])
+        local doc = ARGV[6]
+        if final == 'canceled' then doc = ARGV[8] end
+        redis.call('HSET', job, 'finished', now, 'expires', ARGV[2], 'error', doc)
+        if final == 'failed' then
+          redis.call('HINCRBY', KEYS[13], 'failed', 1)
+          redis.call('EXPIRE', KEYS[13], 1200)
+        end
         redis.call('ZADD', KEYS[12], ARGV[2], id)
         redis.call('PUBLISH', ARGV[4], id)
       else
@@ -133,9 +140,11 @@ func (q *Queue) Reap(ctx context.Context, name string, limit int) (int, error) {
 		return 0, err
 	}
 	doc, _ := json.Marshal(LeaseExpiredDoc)
-	keys := append(stateKeys(name), LeasedKey(name), TokensKey(name), ReadyKey(name), ExpiringKey(name))
+	canceled, _ := json.Marshal(CanceledDoc)
+	keys := append(stateKeys(name), LeasedKey(name), TokensKey(name), ReadyKey(name), ExpiringKey(name),
+		ThroughputKey(name, minute(now)))
 	args := []any{now.UnixMilli(), now.Add(q.opts.Retention).UnixMilli(), ChannelWake, ChannelDone,
-		name, doc, now.UTC().Format(time.RFC3339Nano)}
+		name, doc, now.UTC().Format(time.RFC3339Nano), canceled}
 	for _, id := range ids {
 		keys = append(keys, JobKey(name, id), ErrorsKey(name, id))
 		args = append(args, id)

@@ -156,6 +156,8 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (Enqueued, error) {
 	}
 	if j.ID == "" {
 		j.ID = q.NewID(j.Queue)
+	} else if name, ok := QueueOf(j.ID); !ok || name != j.Queue {
+		return Enqueued{}, fmt.Errorf("enqueue %s: the id is not %q", j.ID, j.Queue+".{ulid}")
 	}
 	if j.Version == 0 {
 		j.Version = 1

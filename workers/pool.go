@@ -41,6 +41,14 @@ type PoolConfig struct {
 	Backoff func(attempt int) time.Duration
 	// Logger receives one line per attempt.
 	Logger zerolog.Logger
+	// Observer is told about attempts (metrics); nil for none.
+	Observer Observer
+}
+
+// Observer watches attempts, for metrics.
+type Observer interface {
+	Started(kind, queue string, delay time.Duration)
+	Finished(kind, queue, outcome string, d time.Duration)
 }
 
 func (c PoolConfig) withDefaults() PoolConfig {
@@ -373,6 +381,9 @@ func (p *Pool) start(jobsCtx context.Context, d *queue.Delivery, wg *sync.WaitGr
 // execute runs one attempt and records its outcome.
 func (p *Pool) execute(ctx context.Context, d *queue.Delivery) {
 	began := time.Now()
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.Started(d.Kind, d.Queue, p.q.Now().Sub(d.RunnableSince))
+	}
 	if d.Timeout > 0 {
 		var stop context.CancelFunc
 		ctx, stop = context.WithTimeoutCause(ctx, d.Timeout, errTimeout)
@@ -398,15 +409,47 @@ func (p *Pool) execute(ctx context.Context, d *queue.Delivery) {
 		if errors.Is(context.Cause(ctx), errLeaseLost) {
 			werr = queue.ErrLeaseLost
 		} else {
-			state, werr = p.q.Fail(wctx, d, mode, p.q.Now().Add(p.cfg.Backoff(d.Attempt)), err.Error(), doc)
+			cause := err.Error()
+			var pe *panicError
+			if errors.As(err, &pe) {
+				cause += "\n" + string(pe.stack)
+			}
+			state, werr = p.q.Fail(wctx, d, mode, p.q.Now().Add(p.cfg.Backoff(d.Attempt)), cause, doc)
 		}
 	}
 	if werr != nil {
 		ev = p.log.Error().AnErr("record_error", werr)
 		state = "unrecorded"
 	}
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.Finished(d.Kind, d.Queue, outcomeLabel(outcome, state, werr), time.Since(began))
+	}
 	ev.Str("job_id", d.ID).Str("kind", d.Kind).Str("queue", d.Queue).Int("attempt", d.Attempt).
 		Dur("duration", time.Since(began)).Str("outcome", outcome).Str("state", state).Msg("job attempt")
+}
+
+// panicError is a recovered handler panic. The attempt fails retryably; the
+// stack is kept in the job's attempt history, not in the error clients see.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+// outcomeLabel names how an attempt ended, for metrics.
+func outcomeLabel(mode, state string, werr error) string {
+	switch {
+	case errors.Is(werr, queue.ErrLeaseLost):
+		return "lost"
+	case werr != nil:
+		return "unrecorded"
+	case mode == queue.FailRequeue:
+		return "requeued"
+	case state == "retrying":
+		return "retried"
+	}
+	return state
 }
 
 // invoke runs the handler, turning a panic into a permanent failure that
@@ -414,7 +457,7 @@ func (p *Pool) execute(ctx context.Context, d *queue.Delivery) {
 func (p *Pool) invoke(ctx context.Context, d *queue.Delivery) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = Permanent(fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
+			err = &panicError{value: r, stack: debug.Stack()}
 		}
 	}()
 	e := p.reg.get(d.Kind)

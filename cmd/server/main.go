@@ -24,6 +24,7 @@ import (
 
 	"github.com/offload-dev/offload/expectconn"
 	"github.com/offload-dev/offload/handlers"
+	"github.com/offload-dev/offload/metrics"
 	"github.com/offload-dev/offload/queue"
 	"github.com/offload-dev/offload/statusstore"
 	"github.com/offload-dev/offload/workers"
@@ -81,6 +82,8 @@ func run(cfg Config, log zerolog.Logger) error {
 		return err
 	}
 	ready := func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+	waiter := statusstore.NewWaiter(rdb)
+	mx := metrics.New(q, waiter.Waiting)
 
 	// Shutdown order, on SIGINT or SIGTERM:
 	//  1. the API stops accepting connections and finishes in-flight requests
@@ -95,7 +98,7 @@ func run(cfg Config, log zerolog.Logger) error {
 	errc := make(chan error, 3)
 	if cfg.Role == "all" || cfg.Role == "worker" {
 		pool := workers.NewPool(q, reg, workers.PoolConfig{Concurrency: cfg.Concurrency, Queues: cfg.queues,
-			Strict: cfg.QueuesStrict, ShutdownGrace: cfg.ShutdownGrace, Logger: log})
+			Strict: cfg.QueuesStrict, ShutdownGrace: cfg.ShutdownGrace, Logger: log, Observer: mx})
 		m := &queue.Maintainer{Q: q, OnError: func(step, name string, err error) {
 			if ctx.Err() == nil {
 				log.Error().Err(err).Str("step", step).Str("queue", name).Msg("maintenance failed")
@@ -116,10 +119,13 @@ func run(cfg Config, log zerolog.Logger) error {
 		go func() { defer tiers.Done(); errc <- m.Run(workerCtx) }()
 		defer tiers.Wait()
 	}
-	if cfg.Role == "all" || cfg.Role == "api" {
+	var h http.Handler
+	if cfg.Role == "worker" {
+		// A worker serves only health and metrics on ADDR.
+		h = handlers.Ops(handlers.Config{Logger: log, Ready: ready, Metrics: mx})
+	} else {
 		// One subscription to job completions serves every synchronous
 		// request of this process; it is live before the first request.
-		waiter := statusstore.NewWaiter(rdb)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -132,17 +138,19 @@ func run(cfg Config, log zerolog.Logger) error {
 		case <-time.After(10 * time.Second):
 			return errors.New("completion subscription: Redis did not answer within 10s")
 		}
-		h, err := handlers.New(handlers.Config{BodyLimit: cfg.BodyLimit, Logger: log, Ready: ready,
-			Waiter: waiter, SyncWaitMax: cfg.SyncWaitMax, SyncMaxBacklog: cfg.SyncMaxBacklog},
+		h, err = handlers.New(handlers.Config{BodyLimit: cfg.BodyLimit, Logger: log, Ready: ready,
+			Waiter: waiter, Metrics: mx, SyncWaitMax: cfg.SyncWaitMax, SyncMaxBacklog: cfg.SyncMaxBacklog},
 			q, statusstore.New(rdb), reg)
 		if err != nil {
 			return err
 		}
+	}
+	{
 		srv, ln, err := listen(cfg, h)
 		if err != nil {
 			return err
 		}
-		log.Info().Str("addr", ln.Addr().String()).Bool("tls", cfg.TLSCert != "").Msg("api listening")
+		log.Info().Str("addr", ln.Addr().String()).Bool("tls", cfg.TLSCert != "").Msg("http listening")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
