@@ -10,23 +10,24 @@
 //
 // # The rewrite
 //
-// A field is renamed when its value, as net/http reads it, does not contain
-// the token 100-continue in the sense net/http uses (case-insensitive,
-// separated by spaces, tabs or commas). So "Expect: 100-continue" stays and
-// net/http still sends 100 Continue; a combined "Expect: 100-continue,
-// 200-ok" also stays, so net/http still does 100-continue and the handler
-// sees the whole value through FromRequest. Each field is judged on its own;
-// net/http then sees only 100-continue ones. Nothing else is added, removed
-// or reordered: the only bytes that change are the six of a field name,
-// which become Header. The renamed name is eight bytes longer and counts
-// against the server's MaxHeaderBytes.
+// A field is renamed when its value, as net/http reads it (an empty one
+// included), does not contain the token 100-continue in the sense net/http
+// uses: case-insensitive, separated by spaces, tabs or commas. So "Expect:
+// 100-continue" stays and net/http still sends 100 Continue; a combined
+// "Expect: 100-continue, 200-ok" also stays, so net/http still does
+// 100-continue and the handler sees the whole value through FromRequest.
+// Each field is judged on its own; net/http then sees only 100-continue
+// ones. Nothing else is added, removed or reordered: the only bytes that
+// change are the six of a field name, which become Header. The renamed name
+// is eight bytes longer and counts against the server's MaxHeaderBytes.
 //
 // To find the header sections the connection frames the stream the way
 // net/http does: request line and header fields by net/textproto's rules,
 // then the body by Content-Length or chunked coding, chunk extensions and
 // trailers included, so that the next pipelined request is found. A header
-// section is held until its blank line and then delivered at once; body bytes
-// are delivered as they arrive. Wherever net/http would reject the stream
+// section is held until its blank line and then delivered at once, as is a
+// trailer section (net/http acts on neither before it is complete); body
+// bytes are delivered as they arrive. Wherever net/http would reject the stream
 // (malformed request line or field, conflicting Content-Length, an unsupported
 // Transfer-Encoding, bad chunk framing, a header section over about 1 MiB,
 // and so on) the connection stops framing and passes the rest through
