@@ -63,6 +63,36 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	case req.Delay > 0:
 		nj.RunAt = now.Add(seconds(req.Delay))
 	}
+	idemKey, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
+	enqueued, settle := false, func() {}
+	if idemKey != "" {
+		scope, fp := clientScope(r), fingerprint(req)
+		nj.ID = a.q.NewID(nj.Queue)
+		c, err := a.status.ClaimKey(r.Context(), scope, idemKey, fp, nj.ID)
+		if err != nil {
+			return err
+		}
+		if !c.Claimed {
+			return a.replay(w, r, c, fp)
+		}
+		// This request owns the key: it is settled once the job is
+		// enqueued, and released if nothing was, so that a retry can claim it.
+		defer func() {
+			if !enqueued {
+				if err := a.status.ReleaseKey(context.WithoutCancel(r.Context()), scope, idemKey); err != nil {
+					a.log.Error().Err(err).Msg("release idempotency key")
+				}
+			}
+		}()
+		settle = func() {
+			if err := a.status.SettleKey(context.WithoutCancel(r.Context()), scope, idemKey, a.cfg.IdempotencyTTL); err != nil {
+				a.log.Error().Err(err).Str("job_id", nj.ID).Msg("settle idempotency key")
+			}
+		}
+	}
 	neg, err := a.negotiate(r, info)
 	if err != nil {
 		return err
@@ -87,7 +117,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 				}
 			}
 			// Watch before enqueueing, so that the completion cannot be missed.
-			nj.ID = a.q.NewID(nj.Queue)
+			if nj.ID == "" {
+				nj.ID = a.q.NewID(nj.Queue)
+			}
 			var stop func()
 			done, stop = a.cfg.Waiter.Watch(nj.ID)
 			defer stop()
@@ -97,6 +129,8 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	enqueued = true
+	settle()
 	if a.cfg.Metrics != nil {
 		a.cfg.Metrics.Enqueued(nj.Kind, nj.Queue)
 	}

@@ -53,6 +53,9 @@ type Config struct {
 	// Metrics records requests and enqueued jobs and serves /metrics; nil
 	// for none.
 	Metrics Metrics
+	// IdempotencyTTL is how long an Idempotency-Key is remembered after its
+	// job was accepted (default 24h).
+	IdempotencyTTL time.Duration
 	// SyncMaxBacklog is how many runnable jobs per live worker slot may wait
 	// ahead of a synchronous job before it is refused with 417 (default 10).
 	SyncMaxBacklog int
@@ -76,6 +79,9 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	}
 	if cfg.SyncWaitMax <= 0 {
 		cfg.SyncWaitMax = 30 * time.Second
+	}
+	if cfg.IdempotencyTTL <= 0 {
+		cfg.IdempotencyTTL = 24 * time.Hour
 	}
 	if cfg.SyncMaxBacklog <= 0 {
 		cfg.SyncMaxBacklog = 10

@@ -30,8 +30,8 @@ type negotiation struct {
 // (lenient, RFC 7240) for a job of kind info. Expect wins over Prefer.
 func (a *API) negotiate(r *http.Request, info api.KindInfo) (negotiation, error) {
 	var n negotiation
-	if e := expectconn.FromRequest(r); e != "" {
-		switch strings.ToLower(e) {
+	if e := expectation(r); e != "" {
+		switch e {
 		case "202-accepted":
 			return n, nil
 		case "200-ok":
@@ -43,9 +43,6 @@ func (a *API) negotiate(r *http.Request, info api.KindInfo) (negotiation, error)
 			n.expect = http.StatusCreated
 		case "204-no-content":
 			n.expect = http.StatusNoContent
-		case "100-continue":
-			// Handled by net/http before the handler; nothing to do here.
-			return n, nil
 		default:
 			return n, expectationFailed(fmt.Sprintf("unknown expectation %q; this server understands 200-ok, 201-created, 204-no-content and 202-accepted", e))
 		}
@@ -75,6 +72,19 @@ func (a *API) negotiate(r *http.Request, info api.KindInfo) (negotiation, error)
 		n.applied = append(n.applied, "wait="+strconv.Itoa(int(n.wait.Round(time.Second)/time.Second)))
 	}
 	return n, nil
+}
+
+// expectation returns the request's expectation, lower-cased, without the
+// 100-continue that net/http has already honoured; a list of several other
+// expectations comes back whole and is refused as unknown.
+func expectation(r *http.Request) string {
+	var rest []string
+	for _, e := range strings.Split(expectconn.FromRequest(r), ",") {
+		if e = strings.ToLower(strings.TrimSpace(e)); e != "" && e != "100-continue" {
+			rest = append(rest, e)
+		}
+	}
+	return strings.Join(rest, ", ")
 }
 
 func expectationFailed(detail string) *api.Problem {
