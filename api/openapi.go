@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +95,11 @@ func (v *Validator) check(w http.ResponseWriter, r *http.Request, route *routers
 			p.Errors = []FieldError{{Field: "/", Message: "a JSON body is required"}}
 			return p
 		}
+		if msg := TrailingData(json.NewDecoder(bytes.NewReader(body))); msg != "" {
+			p := NewProblem(TypeMalformed, http.StatusBadRequest, "Malformed JSON", msg)
+			p.Errors = []FieldError{{Field: "/", Message: msg}}
+			return p
+		}
 	}
 	in := &openapi3filter.RequestValidationInput{
 		Request: r, PathParams: params, Route: route,
@@ -104,6 +110,20 @@ func (v *Validator) check(w http.ResponseWriter, r *http.Request, route *routers
 		return nil
 	}
 	return requestProblem(err)
+}
+
+// TrailingData reads one JSON value from dec and reports anything after it:
+// a body holds exactly one JSON value. It returns "" when the value is alone
+// (or when the value itself is malformed, which the schema check reports).
+func TrailingData(dec *json.Decoder) string {
+	var v json.RawMessage
+	if dec.Decode(&v) != nil {
+		return ""
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return "unexpected data after the JSON value"
+	}
+	return ""
 }
 
 // requestProblem maps openapi3filter errors to problem documents.

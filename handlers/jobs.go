@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"math"
 	"net/http"
 	"strconv"
@@ -26,8 +27,12 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	var req api.JobRequest
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(&req); err != nil {
-		// The validator has already parsed the body; this is belt and braces.
+		// The validator has already parsed the body; this is belt and braces
+		// for routers mounted without it.
 		return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", err.Error())
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", "unexpected data after the JSON value")
 	}
 	info, ok := a.catalog.Lookup(req.Kind)
 	if !ok {
@@ -43,6 +48,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	nj := queue.NewJob{
 		Queue: info.Queue, Kind: info.Name, Version: info.Version, Args: compact(req.Args),
 		Priority: req.Priority, MaxAttempts: info.MaxAttempts, Timeout: info.Timeout, Target: info.Target,
+		OrderingKey: req.OrderingKey,
 	}
 	if req.Queue != "" {
 		nj.Queue = req.Queue
@@ -52,6 +58,18 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.Timeout > 0 {
 		nj.Timeout = seconds(req.Timeout)
+	}
+	if req.OrderingKey != "" {
+		// Submission order and a schedule would conflict: a job scheduled
+		// for later would hold up every later job of its key.
+		if req.RunAt != nil || req.Delay > 0 {
+			return api.ValidationProblem("an ordered job cannot be scheduled",
+				api.FieldError{Field: "/ordering_key", Message: "cannot be combined with run_at or delay"})
+		}
+		if !queue.ValidOrderingKey(req.OrderingKey) {
+			return api.ValidationProblem("bad ordering key", api.FieldError{Field: "/ordering_key",
+				Message: fmt.Sprintf("must be 1 to %d characters", queue.MaxOrderingKey)})
+		}
 	}
 	now := a.q.Now()
 	switch {
@@ -136,7 +154,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	}
 	job := api.Job{
 		ID: e.ID, Kind: nj.Kind, Queue: nj.Queue, State: e.State, Priority: nj.Priority,
-		MaxAttempts: nj.MaxAttempts, CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.CreatedAt.UTC(),
+		OrderingKey: nj.OrderingKey, MaxAttempts: nj.MaxAttempts, CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.CreatedAt.UTC(),
 		Links: api.Links{Self: statusstore.JobURL(e.ID), Cancel: statusstore.JobURL(e.ID)},
 	}
 	if !e.RunAt.IsZero() {

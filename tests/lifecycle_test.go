@@ -1,0 +1,133 @@
+package tests
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/offload-dev/offload/api"
+)
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	job := s.submit(t, map[string]any{"kind": "sleep", "args": map[string]any{"ms": 1}})
+	s.waitState(t, job.ID, api.StateSucceeded, jobTimeout)
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp := s.get(t, path)
+		expectStatus(t, resp, http.StatusOK)
+		if h := decode[api.Health](t, resp); h.Status != "ok" {
+			t.Errorf("%s: %+v", path, h)
+		}
+	}
+
+	s.Redis.Kill()
+
+	// Readiness follows Redis; liveness does not.
+	resp := s.get(t, "/readyz")
+	expectStatus(t, resp, http.StatusServiceUnavailable)
+	if h := decode[api.Health](t, resp); h.Status == "ok" || h.Checks["redis"] == "" {
+		t.Errorf("/readyz without Redis: %+v", h)
+	}
+	expectStatus(t, s.get(t, "/healthz"), http.StatusOK)
+
+	// Requests that need Redis answer 503 problems promptly: no hang, no 500.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	sleep := []byte(`{"kind":"sleep","args":{"ms":1}}`)
+	expectProblem(t, s.requestCtx(t, ctx, http.MethodPost, "/v1/jobs", sleep, "Content-Type", "application/json"),
+		http.StatusServiceUnavailable)
+	expectProblem(t, s.requestCtx(t, ctx, http.MethodGet, "/v1/jobs/"+job.ID, nil), http.StatusServiceUnavailable)
+	// Validation needs no Redis: bad input is still refused as such.
+	expectProblem(t, s.requestCtx(t, ctx, http.MethodPost, "/v1/jobs", []byte(`{"kind":"nope"}`), "Content-Type", "application/json"),
+		http.StatusUnprocessableEntity, "/kind")
+	// The server still shuts down cleanly (checked by the cleanup).
+}
+
+// TestShutdownWaitsForJobs: SIGTERM lets a running job finish within
+// SHUTDOWN_GRACE before the process exits.
+func TestShutdownWaitsForJobs(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"SHUTDOWN_GRACE": "10s"})
+	job := s.submit(t, map[string]any{"kind": "sleep", "args": map[string]any{"ms": 3000, "result": "finished"}})
+	s.waitState(t, job.ID, api.StateRunning, jobTimeout)
+	stopPromptly(t, s, "the 3s job ends")
+
+	// The record, read through a fresh API process on the same Redis.
+	a := s.startAPI(t, nil)
+	got := decode[api.Job](t, a.get(t, "/v1/jobs/"+job.ID))
+	if got.State != api.StateSucceeded || got.Attempt != 1 || string(got.Result) != `"finished"` {
+		t.Fatalf("after a graceful shutdown the job is %s (attempt %d, result %s), want succeeded on attempt 1",
+			got.State, got.Attempt, got.Result)
+	}
+}
+
+// shutdownBound is how long a server may take to exit after SIGTERM when
+// nothing should hold it longer than a few seconds (the running job ends,
+// or SHUTDOWN_GRACE is over, within 3s).
+const shutdownBound = 8 * time.Second
+
+// stopPromptly sends SIGTERM to s and expects it to exit cleanly within
+// shutdownBound, once what should end it (why) has happened.
+func stopPromptly(t *testing.T, s *Server, why string) {
+	t.Helper()
+	start := time.Now()
+	if err := s.stop(); err != nil {
+		t.Errorf("%s server: %v", s.Role, err)
+	}
+	if took := time.Since(start); took > shutdownBound {
+		t.Errorf("the server took %v to exit after SIGTERM; it should exit once %s (within %v)",
+			took.Round(time.Millisecond), why, shutdownBound)
+	}
+}
+
+// TestShutdownRequeues: a job still running when SHUTDOWN_GRACE is over is
+// interrupted and requeued without consuming an attempt; another process
+// picks it up.
+func TestShutdownRequeues(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"SHUTDOWN_GRACE": "1s"})
+	job := s.submit(t, map[string]any{"kind": "sleep", "args": map[string]any{"ms": 60000}})
+	s.waitState(t, job.ID, api.StateRunning, jobTimeout)
+	stopPromptly(t, s, "the 1s SHUTDOWN_GRACE is over")
+
+	a := s.startAPI(t, nil)
+	got := decode[api.Job](t, a.get(t, "/v1/jobs/"+job.ID))
+	if got.State != api.StateQueued || got.Attempt != 0 || len(got.AttemptErrors) != 0 {
+		t.Fatalf("after shutdown the job is %s (attempt %d, attempt_errors %v), want queued, attempt 0, no errors",
+			got.State, got.Attempt, got.AttemptErrors)
+	}
+
+	// A fresh worker runs it again; cancel it there to finish the test.
+	s.startWorker(t, nil)
+	running := a.waitState(t, job.ID, api.StateRunning, jobTimeout)
+	if running.Attempt != 1 {
+		t.Errorf("the requeued job runs as attempt %d, want 1", running.Attempt)
+	}
+	expectStatus(t, a.del(t, "/v1/jobs/"+job.ID), http.StatusAccepted)
+	a.waitState(t, job.ID, api.StateCanceled, cancelBound)
+}
+
+// TestWorkerKilled: a worker killed with SIGKILL mid-job loses nothing; once
+// its lease expires another worker runs the job to success.
+func TestWorkerKilled(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"LEASE": "3s"}
+	a, ws := startTiers(t, 1, env)
+	job := a.submit(t, map[string]any{"kind": "sleep", "args": map[string]any{"ms": 3000, "result": "survived"}})
+	a.waitState(t, job.ID, api.StateRunning, jobTimeout)
+	ws[0].Kill(t)
+
+	a.startWorker(t, env)
+	got := a.waitState(t, job.ID, api.StateSucceeded, 20*time.Second)
+	if got.Attempt != 2 || string(got.Result) != `"survived"` {
+		t.Errorf("succeeded on attempt %d with result %s, want attempt 2", got.Attempt, got.Result)
+	}
+	if len(got.AttemptErrors) != 1 || got.AttemptErrors[0].Attempt != 1 ||
+		!strings.Contains(got.AttemptErrors[0].Error, "lease") {
+		t.Errorf("attempt_errors %+v, want one entry for the lost lease of attempt 1", got.AttemptErrors)
+	}
+}

@@ -1,0 +1,67 @@
+package tests
+
+import (
+	"net/http"
+	"testing"
+)
+
+// TestResponsesAreValidated proves that the response validation every test
+// relies on (do) refuses answers the served OpenAPI document does not
+// describe, and accepts the server's own.
+func TestResponsesAreValidated(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	rt := router(t, s.URL)
+	const id = "default.01ARZ3NDEKTSV4RRFFQ69G5FAV"
+	job := `{"id":"` + id + `","kind":"sleep","queue":"default","state":"queued","done":false,"priority":0,` +
+		`"attempt":0,"max_attempts":3,"created_at":"2025-01-15T10:00:00Z","updated_at":"2025-01-15T10:00:00Z",` +
+		`"progress":{"percent":0},"links":{"self":"/v1/jobs/` + id + `"}}`
+	jsonHdr := func(kv ...string) http.Header {
+		h := http.Header{"Content-Type": {"application/json"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return h
+	}
+	for _, tc := range []struct {
+		name, method, path string
+		status             int
+		header             http.Header
+		body               string
+		valid              bool
+	}{
+		{"a good status document", "GET", "/v1/jobs/" + id, 200, jsonHdr("Retry-After", "1"), job, true},
+		{"an undocumented status", "GET", "/healthz", 418, jsonHdr(), `{"status":"ok"}`, false},
+		{"a document missing required members", "GET", "/v1/jobs/" + id, 200, jsonHdr(), `{"id":"x"}`, false},
+		{"a state outside the enum", "GET", "/v1/jobs/" + id, 200, jsonHdr(),
+			`{"id":"x","kind":"sleep","queue":"default","state":"sleeping","done":false,"priority":0,"attempt":0,` +
+				`"max_attempts":3,"created_at":"2025-01-15T10:00:00Z","updated_at":"2025-01-15T10:00:00Z",` +
+				`"progress":{"percent":0},"links":{"self":"/"}}`, false},
+		{"a Retry-After that is not a number", "POST", "/v1/jobs", 202, jsonHdr("Retry-After", "soon"), job, false},
+		{"a problem as plain JSON", "GET", "/v1/jobs/" + id, 404, jsonHdr(), `{"type":"x","title":"y"}`, false},
+		{"an operation the document lacks", "PATCH", "/v1/jobs/" + id, 200, jsonHdr(), `{}`, false},
+		{"an image of a type not offered", "GET", "/v1/images/" + id, 200,
+			http.Header{"Content-Type": {"image/gif"}}, "GIF89a", false},
+		{"any bytes as a PNG", "GET", "/v1/images/" + id, 200,
+			http.Header{"Content-Type": {"image/png"}}, "\x89PNG\r\n\x1a\n\x00\xff", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, s.URL+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = validateResponse(rt, req, tc.status, tc.header, []byte(tc.body))
+			if tc.valid && err != nil {
+				t.Errorf("refused: %v", err)
+			}
+			if !tc.valid && err == nil {
+				t.Errorf("accepted")
+			}
+		})
+	}
+
+	// The system endpoints, through do.
+	for _, path := range []string{"/healthz", "/readyz", "/openapi.yaml"} {
+		expectStatus(t, s.get(t, path), http.StatusOK)
+	}
+}
