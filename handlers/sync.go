@@ -110,6 +110,13 @@ func (a *API) admitSync(ctx context.Context, name string) error {
 		return expectationFailed(fmt.Sprintf("queue %q has %d jobs ahead for %d worker slots, over the synchronous limit of %d per slot; send it without Expect and poll",
 			name, backlog, workers, a.cfg.SyncMaxBacklog))
 	}
+	st, err := a.q.Stats(ctx, name)
+	if err != nil {
+		return err
+	}
+	if st.Paused {
+		return expectationFailed(fmt.Sprintf("queue %q is paused, so no worker drains it and the job cannot finish while you wait; send it without Expect and poll", name))
+	}
 	return nil
 }
 
