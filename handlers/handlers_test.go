@@ -78,6 +78,11 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 	}
 	var served []string
 	err = chi.Walk(e.h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		// The dashboard's fragments and assets serve its own pages, not
+		// API clients: the document describes the pages, not their parts.
+		if strings.HasPrefix(route, "/ui/") || strings.HasPrefix(route, "/static/") {
+			return nil
+		}
 		served = append(served, method+" "+strings.TrimSuffix(route, "/*"))
 		return nil
 	})

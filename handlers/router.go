@@ -19,6 +19,7 @@ import (
 	"github.com/offload-dev/offload/api"
 	"github.com/offload-dev/offload/queue"
 	"github.com/offload-dev/offload/statusstore"
+	"github.com/offload-dev/offload/web"
 )
 
 // Catalog is what the API needs of the job-kind registry.
@@ -114,6 +115,13 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	r.Get("/openapi.yaml", a.openAPI)
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
+	// The dashboard and the docs page answer people, outside the OpenAPI
+	// validator; they read the same queue and status store in-process.
+	dash, err := web.New(dashboard{a}, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	dash.Routes(r)
 	return r, nil
 }
 
