@@ -49,6 +49,11 @@ type JobRequest struct {
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// Timeout bounds one attempt, in seconds (overrides the kind's).
 	Timeout float64 `json:"timeout,omitempty"`
+	// OrderingKey makes the job run after every job of its queue submitted
+	// earlier with the same key has finished, one at a time (1..200
+	// characters; scoped to the queue). It cannot be combined with RunAt or
+	// Delay.
+	OrderingKey string `json:"ordering_key,omitempty"`
 }
 
 // Job is the status document served at /v1/jobs/{id}.
@@ -59,6 +64,7 @@ type Job struct {
 	State         string          `json:"state"`
 	Done          bool            `json:"done"`
 	Priority      int             `json:"priority"`
+	OrderingKey   string          `json:"ordering_key,omitempty"`
 	Attempt       int             `json:"attempt"`
 	MaxAttempts   int             `json:"max_attempts"`
 	CreatedAt     time.Time       `json:"created_at"`

@@ -29,7 +29,7 @@ func TestConformance(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			newEnv := b.setup(t)
-			for _, c := range conformanceCases {
+			for _, c := range slices.Concat(conformanceCases, orderingCases) {
 				t.Run(c.name, func(t *testing.T) { c.run(t, newEnv(t)) })
 			}
 		})

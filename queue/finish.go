@@ -20,16 +20,21 @@ type Outcome struct {
 	TargetBody []byte
 }
 
-// completeScript records a successful attempt, fenced by its token.
+// completeScript records a successful attempt, fenced by its token, and
+// passes the job's ordering key's turn on.
 //
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 job; 13 target;
-//	     14 throughput of this minute
+//	     14 throughput of this minute; 15 ready; 16 order holder; 17 order lane
 //	ARGV 1 id; 2 token; 3 now ms; 4 expires ms; 5 result; 6 target url;
-//	     7 target type; 8 target body; 9 done channel
-//	returns 1 done, 0 lease lost
+//	     7 target type; 8 target body; 9 done channel; 10 wake channel;
+//	     11 queue; 12 ordering key ('' for none)
+//	returns 1 done, 0 lease lost; an error when ARGV 12 is not the job's key
 var completeScript = newScript(`
 local id, job, now = ARGV[1], KEYS[12], ARGV[3]
 if redis.call('HGET', KEYS[9], id) ~= ARGV[2] then return 0 end
+if (redis.call('HGET', job, 'okey') or '') ~= ARGV[12] then
+  return redis.error_reply('ordering key mismatch: the delivery does not come from Fetch')
+end
 redis.call('HDEL', KEYS[9], id)
 redis.call('ZREM', KEYS[10], id)
 setstate(job, id, 'succeeded', now)
@@ -42,6 +47,7 @@ end
 redis.call('ZADD', KEYS[11], ARGV[4], id)
 redis.call('HINCRBY', KEYS[14], 'succeeded', 1)
 redis.call('EXPIRE', KEYS[14], 1200)
+release(id, ARGV[12], KEYS[16], KEYS[17], KEYS[15], now, ARGV[10], ARGV[11])
 redis.call('PUBLISH', ARGV[9], id)
 return 1
 `)
@@ -52,10 +58,11 @@ func (q *Queue) Complete(ctx context.Context, d *Delivery, o Outcome) error {
 	now := q.opts.Clock()
 	keys := append(stateKeys(d.Queue), TokensKey(d.Queue), LeasedKey(d.Queue),
 		ExpiringKey(d.Queue), JobKey(d.Queue, d.ID), TargetKey(d.Queue, d.ID),
-		ThroughputKey(d.Queue, minute(now)))
+		ThroughputKey(d.Queue, minute(now)), ReadyKey(d.Queue))
+	keys = append(keys, orderKeys(d.Queue, d.OrderingKey)...)
 	n, err := completeScript.Run(ctx, q.rdb, keys, d.ID, d.Token, now.UnixMilli(),
 		now.Add(q.opts.Retention).UnixMilli(), o.Result, o.TargetURL, o.TargetType,
-		o.TargetBody, ChannelDone).Int()
+		o.TargetBody, ChannelDone, ChannelWake, d.Queue, d.OrderingKey).Int()
 	if err != nil {
 		return fmt.Errorf("complete %s: %w", d.ID, err)
 	}
@@ -78,17 +85,24 @@ const (
 	FailRequeue = "requeue"
 )
 
-// failScript records an unsuccessful or interrupted attempt.
+// failScript records an unsuccessful or interrupted attempt. A job that ends
+// (failed, canceled) passes its ordering key's turn on; a job that will run
+// again (retrying, requeued) keeps it.
 //
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 job; 13 errors;
-//	     14 scheduled; 15 ready; 16 throughput of this minute
+//	     14 scheduled; 15 ready; 16 throughput of this minute; 17 order holder;
+//	     18 order lane
 //	ARGV 1 id; 2 token; 3 now ms; 4 expires ms; 5 mode; 6 retry at ms;
 //	     7 attempt error entry (JSON); 8 error document (JSON); 9 done channel;
-//	     10 wake channel; 11 queue
-//	returns the state reached, or '' when the lease was lost
+//	     10 wake channel; 11 queue; 12 ordering key ('' for none)
+//	returns the state reached, or '' when the lease was lost; an error when
+//	ARGV 12 is not the job's key
 var failScript = newScript(`
 local id, job, now = ARGV[1], KEYS[12], ARGV[3]
 if redis.call('HGET', KEYS[9], id) ~= ARGV[2] then return '' end
+if (redis.call('HGET', job, 'okey') or '') ~= ARGV[12] then
+  return redis.error_reply('ordering key mismatch: the delivery does not come from Fetch')
+end
 redis.call('HDEL', KEYS[9], id)
 redis.call('ZREM', KEYS[10], id)
 local mode = ARGV[5]
@@ -96,6 +110,7 @@ local function finish(to)
   setstate(job, id, to, now)
   redis.call('HSET', job, 'finished', now, 'expires', ARGV[4])
   redis.call('ZADD', KEYS[11], ARGV[4], id)
+  release(id, ARGV[12], KEYS[17], KEYS[18], KEYS[15], now, ARGV[10], ARGV[11])
   redis.call('PUBLISH', ARGV[9], id)
   return to
 end
@@ -143,7 +158,8 @@ type ErrorDoc struct {
 
 // Fail records an attempt of d that did not succeed, in the given mode
 // (FailRetry, FailPermanent, FailCanceled or FailRequeue). retryAt is when a
-// retry may run. It returns the state the job reached, or ErrLeaseLost.
+// retry may run. It returns the state the job reached, or ErrLeaseLost. A job
+// that is retrying or requeued keeps its ordering key's turn.
 func (q *Queue) Fail(ctx context.Context, d *Delivery, mode string, retryAt time.Time, cause string, doc ErrorDoc) (string, error) {
 	now := q.opts.Clock()
 	entry, _ := json.Marshal(AttemptError{Attempt: d.Attempt, At: now.UTC(), Error: cause})
@@ -151,9 +167,10 @@ func (q *Queue) Fail(ctx context.Context, d *Delivery, mode string, retryAt time
 	keys := append(stateKeys(d.Queue), TokensKey(d.Queue), LeasedKey(d.Queue),
 		ExpiringKey(d.Queue), JobKey(d.Queue, d.ID), ErrorsKey(d.Queue, d.ID),
 		ScheduledKey(d.Queue), ReadyKey(d.Queue), ThroughputKey(d.Queue, minute(now)))
+	keys = append(keys, orderKeys(d.Queue, d.OrderingKey)...)
 	state, err := failScript.Run(ctx, q.rdb, keys, d.ID, d.Token, now.UnixMilli(),
 		now.Add(q.opts.Retention).UnixMilli(), mode, retryAt.UnixMilli(), entry, docJSON,
-		ChannelDone, ChannelWake, d.Queue).Text()
+		ChannelDone, ChannelWake, d.Queue, d.OrderingKey).Text()
 	if err != nil {
 		return "", fmt.Errorf("fail %s: %w", d.ID, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Every Redis key Offload uses is built here, by pure functions. All keys of
@@ -26,8 +27,17 @@ import (
 //	offload:{q}:job:{id}:target      hash   the resource the job created (type, body)
 //	offload:{q}:job:{id}:tomb        string the state of an expired job, with a TTL
 //	offload:{q}:tput:{unix minute}   hash   jobs finished that minute (succeeded, failed), with a TTL
+//	offload:{q}:ordh:<key>           string the id of the job holding ordering key <key>'s turn
+//	offload:{q}:ordl:<key>           list   "<priority>:<id>" per job waiting for <key>'s turn, oldest first
 //	offload:workers                  zset   live worker processes, score = last heartbeat ms
 //	offload:worker:{id}              hash   one worker process's description, with a TTL
+//
+// An ordering key is scoped to its queue: the same key in two queues names two
+// independent lanes. It may hold any characters, braces included: the first
+// "{" of every queue key opens the queue's hash tag, and a queue name holds
+// no braces, so a key never changes the slot. The holder key exists exactly
+// while some job of the key is not finished; the lane exists while jobs wait
+// behind the holder (Redis deletes an emptied list).
 const prefix = "offload:"
 
 // Pub/sub channels. Channels are not keys: scripts publish to them by the name
@@ -48,6 +58,20 @@ var ErrBadQueueName = errors.New("queue name must match ^[a-z0-9][a-z0-9_-]{0,63
 
 // ValidQueueName reports whether name can be used as a queue name.
 func ValidQueueName(name string) bool { return queueNameRE.MatchString(name) }
+
+// MaxOrderingKey is the longest ordering key, in characters.
+const MaxOrderingKey = 200
+
+// ErrBadOrderingKey is returned for an ordering key that is empty, longer
+// than MaxOrderingKey characters or not UTF-8, and for an ordered job that
+// also asks for a run_at (submission order and a schedule would conflict).
+var ErrBadOrderingKey = errors.New("bad ordering key")
+
+// ValidOrderingKey reports whether key can be used as an ordering key: 1 to
+// MaxOrderingKey characters of UTF-8.
+func ValidOrderingKey(key string) bool {
+	return key != "" && utf8.ValidString(key) && utf8.RuneCountInString(key) <= MaxOrderingKey
+}
 
 // QueueOf returns the queue encoded in a job id ("{queue}.{ulid}").
 func QueueOf(id string) (string, bool) {
@@ -108,8 +132,21 @@ func ThroughputKey(q string, minute int64) string {
 	return qk(q, "tput:"+strconv.FormatInt(minute, 10))
 }
 
+// OrderHolderKey holds the id of the job of queue q whose turn it is among
+// the jobs with ordering key key: the one job of the key that may be ready,
+// running or waiting for a retry.
+func OrderHolderKey(q, key string) string { return qk(q, "ordh:"+key) }
+
+// OrderLaneKey lists the jobs of queue q with ordering key key that wait for
+// their turn, oldest first, each as "<priority>:<id>".
+func OrderLaneKey(q, key string) string { return qk(q, "ordl:"+key) }
+
 // WorkersKey indexes live worker processes by last heartbeat.
 func WorkersKey() string { return prefix + "workers" }
 
 // WorkerKey describes worker process id.
 func WorkerKey(id string) string { return prefix + "worker:" + id }
+
+// IdempotencyKey records what POST /v1/jobs answered to one client's
+// Idempotency-Key. scope identifies the client.
+func IdempotencyKey(scope, key string) string { return prefix + "idem:" + scope + ":" + key }

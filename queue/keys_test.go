@@ -97,3 +97,62 @@ func TestNewIDRoundTrip(t *testing.T) {
 		prev = id
 	}
 }
+
+func TestValidOrderingKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		key  string
+		want bool
+	}{
+		{"word", "customer-42", true},
+		{"single character", "x", true},
+		{"braces and colons", "acct:{42}:x", true},
+		{"spaces and slashes", "a b/c", true},
+		{"200 characters", strings.Repeat("k", queue.MaxOrderingKey), true},
+		{"200 two-byte characters", strings.Repeat("é", queue.MaxOrderingKey), true},
+		{"201 characters", strings.Repeat("k", queue.MaxOrderingKey+1), false},
+		{"empty", "", false},
+		{"not UTF-8", "a\xffb", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := queue.ValidOrderingKey(tt.key); got != tt.want {
+				t.Errorf("ValidOrderingKey(%q) = %v, want %v", tt.key, got, tt.want)
+			}
+		})
+	}
+}
+
+// hashTag returns the part of key Redis Cluster hashes: the text between the
+// first "{" and the first "}" after it, when not empty; else the whole key.
+func hashTag(key string) string {
+	_, rest, ok := strings.Cut(key, "{")
+	if !ok {
+		return key
+	}
+	tag, _, ok := strings.Cut(rest, "}")
+	if !ok || tag == "" {
+		return key
+	}
+	return tag
+}
+
+func TestOrderKeysShareTheQueueSlot(t *testing.T) {
+	t.Parallel()
+	for _, key := range []string{"", "k", "{other}", "}{", "a:{b}:c", "ordh:x", strings.Repeat("é", 200)} {
+		h, l := queue.OrderHolderKey("mail", key), queue.OrderLaneKey("mail", key)
+		if hashTag(h) != "mail" || hashTag(l) != "mail" {
+			t.Errorf("ordering key %q: keys %q and %q hash on %q and %q, want the queue's tag mail",
+				key, h, l, hashTag(h), hashTag(l))
+		}
+		if h == l {
+			t.Errorf("ordering key %q: holder and lane are one key %q", key, h)
+		}
+	}
+	// Two keys never share a holder or a lane.
+	if queue.OrderHolderKey("mail", "a") == queue.OrderHolderKey("mail", "b") ||
+		queue.OrderHolderKey("mail", "a") == queue.OrderHolderKey("post", "a") {
+		t.Error("holder keys collide")
+	}
+}

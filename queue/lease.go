@@ -21,11 +21,16 @@ type Delivery struct {
 	Timeout     time.Duration
 	Checkpoint  []byte
 	// RunnableSince is when the job last became runnable: its creation, its
-	// run_at, or the end of its retry backoff.
+	// run_at, or the end of its retry backoff. An ordered job's wait for its
+	// key's turn is not told apart: it counts from the job's creation.
 	RunnableSince time.Time
 	// Token fences every write of this attempt: once the lease is lost, writes
 	// carrying it are refused.
 	Token string
+	// OrderingKey is the job's ordering key ("" for none). Complete and Fail
+	// name its keys to pass the key's turn on; a Delivery must therefore come
+	// from Fetch, not be built by hand.
+	OrderingKey string
 }
 
 // leaseScript takes up to n jobs off the ready set and leases them. It touches
@@ -56,7 +61,8 @@ return out
 //
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11.. job records
 //	ARGV 1 now ms; then id, token per job record
-//	returns per job {0} skipped, or {1, attempt, kind, ver, args, max, timeout, ckpt, runnable since ms}
+//	returns per job {0} skipped, or
+//	        {1, attempt, kind, ver, args, max, timeout, ckpt, runnable since ms, ordering key}
 var startScript = newScript(`
 local now = ARGV[1]
 local out = {}
@@ -73,9 +79,10 @@ for i = 11, #KEYS do
     setstate(job, id, 'running', now)
     local attempt = redis.call('HINCRBY', job, 'attempt', 1)
     redis.call('HSET', job, 'started', now)
-    local f = redis.call('HMGET', job, 'kind', 'ver', 'args', 'max', 'timeout', 'ckpt', 'created', 'run_at')
+    local f = redis.call('HMGET', job, 'kind', 'ver', 'args', 'max', 'timeout', 'ckpt', 'created', 'run_at', 'okey')
     local since = math.max(tonumber(f[7] or '0') or 0, tonumber(f[8] or '0') or 0)
-    out[#out+1] = {1, attempt, f[1] or '', f[2] or '1', f[3] or '', f[4] or '1', f[5] or '0', f[6] or '', tostring(since)}
+    out[#out+1] = {1, attempt, f[1] or '', f[2] or '1', f[3] or '', f[4] or '1', f[5] or '0', f[6] or '',
+      tostring(since), f[9] or ''}
   end
 end
 return out
@@ -113,7 +120,7 @@ func (q *Queue) Fetch(ctx context.Context, name string, n int) ([]*Delivery, err
 	out := make([]*Delivery, 0, len(res))
 	for i, r := range res {
 		f, _ := r.([]any)
-		if len(f) < 9 || toInt(f[0]) != 1 {
+		if len(f) < 10 || toInt(f[0]) != 1 {
 			continue
 		}
 		out = append(out, &Delivery{
@@ -128,6 +135,7 @@ func (q *Queue) Fetch(ctx context.Context, name string, n int) ([]*Delivery, err
 			Timeout:       time.Duration(toInt(f[6])) * time.Millisecond,
 			Checkpoint:    nonEmpty(toString(f[7])),
 			RunnableSince: time.UnixMilli(int64(toInt(f[8]))),
+			OrderingKey:   toString(f[9]),
 		})
 	}
 	return out, nil

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -75,22 +76,28 @@ func (q *Queue) NextDue(ctx context.Context, name string) (time.Time, bool, erro
 
 // reapScript returns jobs whose lease expired (their worker died or stalled)
 // to the ready set. An attempt that had started counts: a job that keeps
-// killing its workers ends failed after max attempts.
+// killing its workers ends failed after max attempts. A requeued job keeps
+// its ordering key's turn; one that ends (failed, canceled) passes it on.
 //
 //	KEYS 1..8 state sets; 9 leased; 10 tokens; 11 ready; 12 expiring;
-//	     13 throughput of this minute; then job record and errors list per id
+//	     13 throughput of this minute; then per id: job record, errors list,
+//	     order holder, order lane (of the job's ordering key, or of key "")
 //	ARGV 1 now ms; 2 expires ms; 3 wake channel; 4 done channel; 5 queue;
 //	     6 error document (lease expired); 7 time of the attempt error;
-//	     8 error document (canceled); 9.. ids
+//	     8 error document (canceled); then per id: id, ordering key ('' for none)
 //	returns the number of leases reaped
 var reapScript = newScript(`
 local now = ARGV[1]
 local empty = redis.call('ZCARD', KEYS[11]) == 0
 local requeued, n = 0, 0
-for i = 9, #ARGV do
-  local id = ARGV[i]
-  local job, errs = KEYS[14 + (i - 9) * 2], KEYS[15 + (i - 9) * 2]
+for i = 9, #ARGV, 2 do
+  local id, okey = ARGV[i], ARGV[i + 1]
+  local b = 14 + (i - 9) * 2
+  local job, errs, holder, lane = KEYS[b], KEYS[b + 1], KEYS[b + 2], KEYS[b + 3]
   local dl = redis.call('ZSCORE', KEYS[9], id)
+  if dl and (redis.call('HGET', job, 'okey') or '') ~= okey then
+    dl = nil -- the record changed since Reap read its key: left for the next reap
+  end
   if dl and tonumber(dl) <= tonumber(now) then
     n = n + 1
     redis.call('ZREM', KEYS[9], id)
@@ -115,6 +122,9 @@ for i = 9, #ARGV do
           redis.call('EXPIRE', KEYS[13], 1200)
         end
         redis.call('ZADD', KEYS[12], ARGV[2], id)
+        if release(id, okey, holder, lane, KEYS[11], now, ARGV[3], ARGV[5]) then
+          empty = false
+        end
         redis.call('PUBLISH', ARGV[4], id)
       else
         redis.call('ZADD', KEYS[11], readyscore(job, now), id)
@@ -139,15 +149,35 @@ func (q *Queue) Reap(ctx context.Context, name string, limit int) (int, error) {
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
+	// The script must name the ordering keys' holder and lane of every job:
+	// read the keys first, in one round trip (one slot: one node). A job's
+	// key never changes; the script still checks it.
+	okeys := make([]*redis.StringCmd, len(ids))
+	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			okeys[i] = p.HGet(ctx, JobKey(name, id), "okey")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("reap %s: read ordering keys: %w", name, err)
+	}
+	for _, c := range okeys {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return 0, fmt.Errorf("reap %s: read ordering keys: %w", name, err)
+		}
+	}
 	doc, _ := json.Marshal(LeaseExpiredDoc)
 	canceled, _ := json.Marshal(CanceledDoc)
 	keys := append(stateKeys(name), LeasedKey(name), TokensKey(name), ReadyKey(name), ExpiringKey(name),
 		ThroughputKey(name, minute(now)))
 	args := []any{now.UnixMilli(), now.Add(q.opts.Retention).UnixMilli(), ChannelWake, ChannelDone,
 		name, doc, now.UTC().Format(time.RFC3339Nano), canceled}
-	for _, id := range ids {
+	for i, id := range ids {
+		okey := okeys[i].Val() // "" for redis.Nil: no key, or no job
 		keys = append(keys, JobKey(name, id), ErrorsKey(name, id))
-		args = append(args, id)
+		keys = append(keys, orderKeys(name, okey)...)
+		args = append(args, id, okey)
 	}
 	n, err := reapScript.Run(ctx, q.rdb, keys, args...).Int()
 	if err != nil {

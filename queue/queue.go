@@ -1,7 +1,7 @@
 // Package queue owns delivery: the Redis data model of queues and jobs, one Lua
 // script per state transition, enqueue, leasing with fencing tokens, heartbeat,
-// completion, retries with backoff, scheduling, cancellation, pause and the
-// maintenance that promotes due jobs, reaps expired leases and expires finished
+// completion, retries with backoff, scheduling, cancellation, pause, ordering
+// keys (one job at a time per key, in submission order) and the maintenance that promotes due jobs, reaps expired leases and expires finished
 // jobs. It does not decide what a job does (workers) nor how it is shown to
 // clients (statusstore, handlers).
 //
@@ -115,6 +115,14 @@ type NewJob struct {
 	Timeout     time.Duration
 	// Target is the collection of the resource the kind creates, "" if none.
 	Target string
+	// OrderingKey, when not empty, makes the job wait for every earlier job of
+	// its queue with the same key to finish: jobs with one key run one at a
+	// time, in submission order (the order their Enqueue calls reached
+	// Redis), across all workers. The scope is the queue: one key in two
+	// queues names two independent orders. Retries and requeues of a job keep
+	// its turn; its turn passes on when it succeeds, fails for good or is
+	// canceled. An ordered job cannot also have a RunAt (ErrBadOrderingKey).
+	OrderingKey string
 }
 
 // Enqueued is what Enqueue stored.
@@ -125,16 +133,20 @@ type Enqueued struct {
 	RunAt     time.Time
 }
 
-// enqueueScript creates a job record and puts it in the ready or scheduled set.
+// enqueueScript creates a job record and puts it in the ready or scheduled
+// set, or, when another job holds its ordering key's turn, at the back of the
+// key's lane (state queued, in no other set).
 //
-//	KEYS[1..8] state sets; 9 job; 10 ready; 11 scheduled; 12 jobs index
+//	KEYS[1..8] state sets; 9 job; 10 ready; 11 scheduled; 12 jobs index;
+//	     13 order holder; 14 order lane (of the job's ordering key, or of key "")
 //	ARGV 1 id; 2 now ms; 3 run_at ms (0: now); 4 ready score; 5 wake channel;
-//	     6 queue; 7.. field/value pairs of the record
-//	returns 0 exists, 1 queued, 2 scheduled
+//	     6 queue; 7 ordering key ('' for none; never with a run_at);
+//	     8.. field/value pairs of the record
+//	returns 0 exists, 1 queued (ready or in the lane), 2 scheduled
 var enqueueScript = newScript(`
 if redis.call('EXISTS', KEYS[9]) == 1 then return 0 end
 local id, now, runat = ARGV[1], ARGV[2], tonumber(ARGV[3])
-redis.call('HSET', KEYS[9], 'created', now, unpack(ARGV, 7))
+redis.call('HSET', KEYS[9], 'created', now, unpack(ARGV, 8))
 redis.call('ZADD', KEYS[12], now, id)
 if runat > tonumber(now) then
   redis.call('HSET', KEYS[9], 'run_at', runat)
@@ -142,14 +154,16 @@ if runat > tonumber(now) then
   setstate(KEYS[9], id, 'scheduled', now)
   return 2
 end
+setstate(KEYS[9], id, 'queued', now)
+if not gate(KEYS[9], id, ARGV[7], KEYS[13], KEYS[14]) then return 1 end
 local empty = redis.call('ZCARD', KEYS[10]) == 0
 redis.call('ZADD', KEYS[10], ARGV[4], id)
-setstate(KEYS[9], id, 'queued', now)
 if empty then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 return 1
 `)
 
-// Enqueue stores a new job and makes it runnable (or scheduled).
+// Enqueue stores a new job and makes it runnable (or scheduled, or waiting
+// for its ordering key's turn).
 func (q *Queue) Enqueue(ctx context.Context, j NewJob) (Enqueued, error) {
 	if !ValidQueueName(j.Queue) {
 		return Enqueued{}, ErrBadQueueName
@@ -158,6 +172,16 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (Enqueued, error) {
 		j.ID = q.NewID(j.Queue)
 	} else if name, ok := QueueOf(j.ID); !ok || name != j.Queue {
 		return Enqueued{}, fmt.Errorf("enqueue %s: the id is not %q", j.ID, j.Queue+".{ulid}")
+	}
+	if j.OrderingKey != "" {
+		if !ValidOrderingKey(j.OrderingKey) {
+			return Enqueued{}, fmt.Errorf("enqueue %s: %w: want 1 to %d characters of UTF-8",
+				j.ID, ErrBadOrderingKey, MaxOrderingKey)
+		}
+		if !j.RunAt.IsZero() {
+			return Enqueued{}, fmt.Errorf("enqueue %s: %w: an ordered job cannot have a run_at",
+				j.ID, ErrBadOrderingKey)
+		}
 	}
 	if j.Version == 0 {
 		j.Version = 1
@@ -176,10 +200,14 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (Enqueued, error) {
 	}
 	keys := append(stateKeys(j.Queue), JobKey(j.Queue, j.ID), ReadyKey(j.Queue),
 		ScheduledKey(j.Queue), JobsKey(j.Queue))
-	args := []any{j.ID, nowMS, runAt, readyScore(nowMS, j.Priority), ChannelWake, j.Queue,
+	keys = append(keys, orderKeys(j.Queue, j.OrderingKey)...)
+	args := []any{j.ID, nowMS, runAt, readyScore(nowMS, j.Priority), ChannelWake, j.Queue, j.OrderingKey,
 		"id", j.ID, "queue", j.Queue, "kind", j.Kind, "ver", j.Version, "args", j.Args,
 		"prio", j.Priority, "attempt", 0, "max", j.MaxAttempts,
 		"timeout", j.Timeout.Milliseconds(), "target_kind", j.Target}
+	if j.OrderingKey != "" {
+		args = append(args, "okey", j.OrderingKey)
+	}
 	code, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int()
 	if err != nil {
 		return Enqueued{}, fmt.Errorf("enqueue %s: %w", j.ID, err)

@@ -137,6 +137,7 @@ func decode(h map[string]string) api.Job {
 		RunAt:       optTime(h["run_at"]),
 		ExpiresAt:   optTime(h["expires"]),
 		Target:      h["target"],
+		OrderingKey: h["okey"],
 	}
 	j.Done = api.Terminal(j.State)
 	j.Progress.Percent, _ = strconv.ParseFloat(h["pct"], 64)
