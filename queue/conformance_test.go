@@ -69,6 +69,55 @@ var conformanceCases = []conformanceCase{
 	{"worker_presence", testPresence},
 	{"maintainer", testMaintainer},
 	{"concurrent_fetch_exactly_once", testConcurrentFetch},
+	{"complete_many_in_one_call", testCompleteMany},
+}
+
+// testCompleteMany records a batch in one call: each completion is fenced on
+// its own, and the throughput counter counts only those recorded.
+func testCompleteMany(t *testing.T, e *env) {
+	const q = "batch"
+	var ids []string
+	for range 5 {
+		ids = append(ids, e.enqueue(queue.NewJob{Queue: q, Kind: "k", MaxAttempts: 3}).ID)
+	}
+	ds := e.fetch(q, 5)
+	if len(ds) != 5 {
+		t.Fatalf("fetched %d, want 5", len(ds))
+	}
+	stale := *ds[2]
+	stale.Token = "999999"
+	cs := []queue.Completion{}
+	for i, d := range ds {
+		if i == 2 {
+			d = &stale
+		}
+		cs = append(cs, queue.Completion{D: d, O: queue.Outcome{Result: []byte(fmt.Sprintf(`{"n":%d}`, i))}})
+	}
+	errs, err := e.q.CompleteMany(e.ctx, q, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if i == 2 {
+			if !errors.Is(err, queue.ErrLeaseLost) {
+				t.Errorf("stale completion %d = %v, want ErrLeaseLost", i, err)
+			}
+			e.wantState(q, ds[i].ID, "running")
+			continue
+		}
+		if err != nil {
+			t.Errorf("completion %d = %v", i, err)
+		}
+		e.wantFields(q, ds[i].ID, map[string]string{"state": "succeeded", "result": fmt.Sprintf(`{"n":%d}`, i)})
+	}
+	tp, err := e.q.Throughput(e.ctx, q, 1)
+	if err != nil || len(tp) != 1 || tp[0].Succeeded != 4 {
+		t.Errorf("throughput = %+v, %v; want 4 succeeded", tp, err)
+	}
+	if _, err := e.q.CompleteMany(e.ctx, "other", cs[:1]); err == nil {
+		t.Error("a batch with a delivery of another queue was accepted")
+	}
+	_ = ids
 }
 
 func testLifecycle(t *testing.T, e *env) {

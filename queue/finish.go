@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,56 +21,103 @@ type Outcome struct {
 	TargetBody []byte
 }
 
-// completeScript records a successful attempt, fenced by its token, and
-// passes the job's ordering key's turn on.
+// completeScript records successful attempts of one queue, fenced by their
+// tokens. One call records a batch, so that a busy worker acknowledges many
+// jobs in one round trip.
 //
-//	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 job; 13 target;
-//	     14 throughput of this minute; 15 ready; 16 order holder; 17 order lane
-//	ARGV 1 id; 2 token; 3 now ms; 4 expires ms; 5 result; 6 target url;
-//	     7 target type; 8 target body; 9 done channel; 10 wake channel;
-//	     11 queue; 12 ordering key ('' for none)
-//	returns 1 done, 0 lease lost; an error when ARGV 12 is not the job's key
+//	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 throughput of
+//	     this minute; 13 ready; then per job: 14 job, 15 target, 16 ordering
+//	     holder, 17 ordering lane (4 keys a job)
+//	ARGV 1 now ms; 2 expires ms; 3 done channel; 4 wake channel; 5 queue; then
+//	     per job: 6 id, 7 token, 8 result, 9 target url, 10 target type,
+//	     11 target body, 12 ordering key (7 args a job)
+//	returns one code per job: 1 done, 0 lease lost, -1 ordering key mismatch
 var completeScript = newScript(`
-local id, job, now = ARGV[1], KEYS[12], ARGV[3]
-if redis.call('HGET', KEYS[9], id) ~= ARGV[2] then return 0 end
-if (redis.call('HGET', job, 'okey') or '') ~= ARGV[12] then
-  return redis.error_reply('ordering key mismatch: the delivery does not come from Fetch')
+local now, out, done = ARGV[1], {}, 0
+for k = 14, #KEYS, 4 do
+  local a = 6 + (k - 14) / 4 * 7
+  local id, job = ARGV[a], KEYS[k]
+  if redis.call('HGET', KEYS[9], id) ~= ARGV[a+1] then
+    out[#out+1] = 0
+  elseif (redis.call('HGET', job, 'okey') or '') ~= ARGV[a+6] then
+    out[#out+1] = -1
+  else
+    redis.call('HDEL', KEYS[9], id)
+    redis.call('ZREM', KEYS[10], id)
+    setstate(job, id, 'succeeded', now)
+    redis.call('HSET', job, 'finished', now, 'expires', ARGV[2], 'pct', 100)
+    if ARGV[a+2] ~= '' then redis.call('HSET', job, 'result', ARGV[a+2]) end
+    if ARGV[a+3] ~= '' then
+      redis.call('HSET', job, 'target', ARGV[a+3])
+      redis.call('HSET', KEYS[k+1], 'type', ARGV[a+4], 'body', ARGV[a+5])
+    end
+    redis.call('ZADD', KEYS[11], ARGV[2], id)
+    release(id, ARGV[a+6], KEYS[k+2], KEYS[k+3], KEYS[13], now, ARGV[4], ARGV[5])
+    redis.call('PUBLISH', ARGV[3], id)
+    done = done + 1
+    out[#out+1] = 1
+  end
 end
-redis.call('HDEL', KEYS[9], id)
-redis.call('ZREM', KEYS[10], id)
-setstate(job, id, 'succeeded', now)
-redis.call('HSET', job, 'finished', now, 'expires', ARGV[4], 'pct', 100)
-if ARGV[5] ~= '' then redis.call('HSET', job, 'result', ARGV[5]) end
-if ARGV[6] ~= '' then
-  redis.call('HSET', job, 'target', ARGV[6])
-  redis.call('HSET', KEYS[13], 'type', ARGV[7], 'body', ARGV[8])
+if done > 0 then
+  redis.call('HINCRBY', KEYS[12], 'succeeded', done)
+  redis.call('EXPIRE', KEYS[12], 1200)
 end
-redis.call('ZADD', KEYS[11], ARGV[4], id)
-redis.call('HINCRBY', KEYS[14], 'succeeded', 1)
-redis.call('EXPIRE', KEYS[14], 1200)
-release(id, ARGV[12], KEYS[16], KEYS[17], KEYS[15], now, ARGV[10], ARGV[11])
-redis.call('PUBLISH', ARGV[9], id)
-return 1
+return out
 `)
+
+// errOrderingKeyMismatch: a delivery's ordering key is not its job's.
+var errOrderingKeyMismatch = errors.New("ordering key mismatch: the delivery does not come from Fetch")
+
+// Completion is a delivery and what its attempt produced.
+type Completion struct {
+	D *Delivery
+	O Outcome
+}
 
 // Complete records d's success. It returns ErrLeaseLost when d's lease was
 // taken over: the outcome is then discarded.
 func (q *Queue) Complete(ctx context.Context, d *Delivery, o Outcome) error {
-	now := q.opts.Clock()
-	keys := append(stateKeys(d.Queue), TokensKey(d.Queue), LeasedKey(d.Queue),
-		ExpiringKey(d.Queue), JobKey(d.Queue, d.ID), TargetKey(d.Queue, d.ID),
-		ThroughputKey(d.Queue, minute(now)), ReadyKey(d.Queue))
-	keys = append(keys, orderKeys(d.Queue, d.OrderingKey)...)
-	n, err := completeScript.Run(ctx, q.rdb, keys, d.ID, d.Token, now.UnixMilli(),
-		now.Add(q.opts.Retention).UnixMilli(), o.Result, o.TargetURL, o.TargetType,
-		o.TargetBody, ChannelDone, ChannelWake, d.Queue, d.OrderingKey).Int()
+	errs, err := q.CompleteMany(ctx, d.Queue, []Completion{{D: d, O: o}})
 	if err != nil {
-		return fmt.Errorf("complete %s: %w", d.ID, err)
+		return err
 	}
-	if n == 0 {
-		return ErrLeaseLost
+	return errs[0]
+}
+
+// CompleteMany records the successes of cs, which must all be deliveries of
+// queue name, in one round trip. It returns one error per completion (nil,
+// ErrLeaseLost, or a mismatch), or an error for the whole call.
+func (q *Queue) CompleteMany(ctx context.Context, name string, cs []Completion) ([]error, error) {
+	now := q.opts.Clock()
+	keys := make([]string, 0, 13+4*len(cs))
+	keys = append(keys, stateKeys(name)...)
+	keys = append(keys, TokensKey(name), LeasedKey(name), ExpiringKey(name),
+		ThroughputKey(name, minute(now)), ReadyKey(name))
+	args := make([]any, 0, 5+7*len(cs))
+	args = append(args, now.UnixMilli(), now.Add(q.opts.Retention).UnixMilli(), ChannelDone, ChannelWake, name)
+	for _, c := range cs {
+		d := c.D
+		if d.Queue != name {
+			return nil, fmt.Errorf("complete %s: delivery of queue %s in a batch of %s", d.ID, d.Queue, name)
+		}
+		keys = append(keys, JobKey(name, d.ID), TargetKey(name, d.ID))
+		keys = append(keys, orderKeys(name, d.OrderingKey)...)
+		args = append(args, d.ID, d.Token, c.O.Result, c.O.TargetURL, c.O.TargetType, c.O.TargetBody, d.OrderingKey)
 	}
-	return nil
+	codes, err := completeScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return nil, fmt.Errorf("complete %d jobs of %s: %w", len(cs), name, err)
+	}
+	errs := make([]error, len(cs))
+	for i, c := range codes {
+		switch c {
+		case 0:
+			errs[i] = ErrLeaseLost
+		case -1:
+			errs[i] = fmt.Errorf("complete %s: %w", cs[i].D.ID, errOrderingKeyMismatch)
+		}
+	}
+	return errs, nil
 }
 
 // Failure modes for Fail.
