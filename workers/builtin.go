@@ -23,7 +23,7 @@ const sleepSchema = `{
   "properties": {
     "ms": {"type": "integer", "minimum": 0, "maximum": 3600000},
     "fail_times": {"type": "integer", "minimum": 0, "maximum": 100},
-    "result": {}
+    "result": {"nullable": true}
   }
 }`
 
@@ -69,7 +69,7 @@ func RegisterBuiltins(r *Registry) error {
 	}
 	return Register(r, Kind[ReportArgs]{
 		Name: "report", Schema: reportSchema, MaxAttempts: 3, Timeout: 30 * time.Minute,
-		Target: "reports", Handler: runReport,
+		Target: "reports", Handler: reportIteration.Run,
 	})
 }
 
@@ -99,43 +99,30 @@ func runThumbnail(ctx context.Context, _ *Job, a ThumbnailArgs) (Result, error) 
 	return Result{Target: &Target{ContentType: ctype, Body: data}}, nil
 }
 
-// runReport walks the CSV in batches, checkpointing the cursor and the
-// aggregate after each, so that an interrupted attempt resumes where the last
-// checkpoint left it and no row counts twice.
-func runReport(ctx context.Context, job *Job, a ReportArgs) (Result, error) {
-	var it *ReportIter
-	var err error
-	if job.Checkpoint != nil {
-		it, err = ResumeReport(a, job.Checkpoint)
-	} else {
-		it, err = NewReport(a)
-	}
-	if err != nil {
-		return Result{}, err
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return Result{}, context.Cause(ctx)
-		}
+// reportIteration runs the report kind: it walks the CSV reportBatch rows
+// per step. Its checkpoint (a ReportState) holds the byte offset of the next
+// row together with the aggregate of the rows before it, so that an
+// interrupted attempt resumes where the last checkpoint left it, on any
+// worker, and no row counts twice.
+var reportIteration = Iteration[ReportArgs, *ReportIter]{
+	Begin: func(_ context.Context, _ *Job, a ReportArgs) (*ReportIter, error) { return NewReport(a) },
+	Resume: func(_ context.Context, _ *Job, a ReportArgs, ckpt []byte) (*ReportIter, error) {
+		return ResumeReport(a, ckpt)
+	},
+	Step: func(_ context.Context, _ *Job, _ ReportArgs, it *ReportIter) (*ReportIter, bool, error) {
 		done, err := it.Step(reportBatch)
-		if err != nil {
-			return Result{}, err
-		}
-		if done {
-			break
-		}
-		ckpt, err := it.Checkpoint()
-		if err != nil {
-			return Result{}, err
-		}
+		return it, done, err
+	},
+	Checkpoint: func(it *ReportIter) ([]byte, error) { return it.Checkpoint() },
+	Progress: func(_ ReportArgs, it *ReportIter) (float64, string) {
 		rows, pct := it.Progress()
-		if err := job.SaveCheckpoint(ctx, ckpt, pct, fmt.Sprintf("%d rows", rows)); err != nil {
-			return Result{}, err
+		return pct, fmt.Sprintf("%d rows", rows)
+	},
+	Finish: func(_ context.Context, _ *Job, _ ReportArgs, it *ReportIter) (Result, error) {
+		body, err := json.Marshal(it.Result())
+		if err != nil {
+			return Result{}, Permanent(err)
 		}
-	}
-	body, err := json.Marshal(it.Result())
-	if err != nil {
-		return Result{}, err
-	}
-	return Result{Target: &Target{ContentType: "application/json", Body: body}}, nil
+		return Result{Target: &Target{ContentType: "application/json", Body: body}}, nil
+	},
 }

@@ -36,6 +36,12 @@ type PoolConfig struct {
 	// ShutdownGrace is how long running jobs may finish after shutdown starts,
 	// before their contexts are canceled and they are requeued (default 10s).
 	ShutdownGrace time.Duration
+	// MaxRunSlice bounds how long one attempt of an iterative job (see
+	// Iteration) runs: past it, the job stops at its next checkpoint and goes
+	// back to its queue without consuming an attempt, so that long walks share
+	// the workers with other jobs and move between processes (default 0: no
+	// bound).
+	MaxRunSlice time.Duration
 	// Backoff is the delay before retry number attempt (default: exponential
 	// from 1s, capped at 10m, with full jitter).
 	Backoff func(attempt int) time.Duration
@@ -90,6 +96,11 @@ var (
 	errTimeout          = errors.New("attempt timed out")
 )
 
+// errSliceOver is returned, wrapped, by an iterative handler that stopped at a
+// checkpoint because its attempt used up PoolConfig.MaxRunSlice: the job is
+// requeued without consuming an attempt.
+var errSliceOver = errors.New("run slice over")
+
 // Pool leases jobs from its queues and runs them with the registered kinds.
 type Pool struct {
 	q   *queue.Queue
@@ -140,16 +151,16 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer stopJobs(errShutdown)
 	var wg sync.WaitGroup
 	var bg sync.WaitGroup
+	done := make(chan struct{}) // closed once every job is recorded, after dispatch
 	bg.Add(2)
 	go func() { defer bg.Done(); p.listen(ctx, sub.Channel()) }()
-	go func() { defer bg.Done(); p.heartbeat(ctx) }()
+	go func() { defer bg.Done(); p.heartbeat(done) }()
 	bg.Add(1)
 	go func() { defer bg.Done(); p.announce(ctx) }()
 
 	p.dispatch(ctx, jobsCtx, &wg)
 
 	// Shutdown: no more fetching. Let running jobs finish within the grace.
-	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
@@ -311,24 +322,19 @@ func (p *Pool) interrupt(id string, cause error) {
 }
 
 // heartbeat renews the leases of running jobs every third of the lease, and
-// stops handlers whose lease was lost or whose job was canceled.
-func (p *Pool) heartbeat(ctx context.Context) {
+// stops handlers whose lease was lost or whose job was canceled. It keeps
+// beating through the shutdown grace, until jobsDone: the leases of jobs
+// still running must stay alive until they are all recorded.
+func (p *Pool) heartbeat(jobsDone <-chan struct{}) {
 	t := time.NewTicker(p.q.Options().Lease / 3)
 	defer t.Stop()
 	for {
 		select {
-		case <-ctx.Done():
-			// Leases of jobs still running through the grace period must
-			// stay alive: keep beating until they are all recorded.
-			if p.Running() == 0 {
-				return
-			}
+		case <-jobsDone:
+			return
 		case <-t.C:
 		}
-		p.beat(context.WithoutCancel(ctx))
-		if ctx.Err() != nil {
-			sleep(context.Background(), p.q.Options().Lease/3)
-		}
+		p.beat(context.Background())
 	}
 }
 
@@ -405,7 +411,11 @@ func (p *Pool) execute(ctx context.Context, d *queue.Delivery) {
 	if err != nil {
 		mode, doc := p.classify(ctx, err)
 		outcome = mode
-		ev = p.log.Warn().Err(err)
+		if mode == queue.FailRequeue {
+			ev = p.log.Info().Err(err) // an interruption, not a failure
+		} else {
+			ev = p.log.Warn().Err(err)
+		}
 		if errors.Is(context.Cause(ctx), errLeaseLost) {
 			werr = queue.ErrLeaseLost
 		} else {
@@ -452,8 +462,8 @@ func outcomeLabel(mode, state string, werr error) string {
 	return state
 }
 
-// invoke runs the handler, turning a panic into a permanent failure that
-// carries the stack.
+// invoke runs the handler, turning a panic into a failed attempt (retryable)
+// that carries the stack.
 func (p *Pool) invoke(ctx context.Context, d *queue.Delivery) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -465,10 +475,14 @@ func (p *Pool) invoke(ctx context.Context, d *queue.Delivery) (res Result, err e
 		return Result{}, fmt.Errorf("%w: %s", errUnknownKind, d.Kind)
 	}
 	job := &Job{ID: d.ID, Queue: d.Queue, Kind: d.Kind, Attempt: d.Attempt, MaxAttempts: d.MaxAttempts,
-		Checkpoint: d.Checkpoint,
+		ArgsVersion: d.Version, Checkpoint: d.Checkpoint,
 		report: func(ctx context.Context, pct float64, msg string, ckpt []byte) error {
 			return p.q.Progress(ctx, d, pct, msg, ckpt)
 		}}
+	if slice := p.cfg.MaxRunSlice; slice > 0 {
+		end := time.Now().Add(slice)
+		job.yield = func() bool { return !time.Now().Before(end) }
+	}
 	res, err = e.run(ctx, job, d.Args)
 	if err == nil && ctx.Err() != nil && context.Cause(ctx) != errTimeout {
 		// The handler ignored its context; it still finished, so keep it.
@@ -505,7 +519,7 @@ func (p *Pool) classify(ctx context.Context, err error) (string, queue.ErrorDoc)
 	switch {
 	case errors.Is(cause, errCanceledByClient):
 		return queue.FailCanceled, queue.CanceledDoc
-	case errors.Is(cause, errShutdown):
+	case errors.Is(cause, errShutdown), errors.Is(err, errSliceOver):
 		return queue.FailRequeue, queue.ErrorDoc{}
 	case errors.Is(cause, errTimeout):
 		return queue.FailRetry, queue.ErrorDoc{Type: "https://offload.dev/problems/timeout",

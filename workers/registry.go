@@ -1,7 +1,9 @@
 // Package workers owns running jobs: the registry of job kinds with typed,
-// versioned arguments and a JSON Schema each, the worker pool that leases jobs
-// from package queue and runs their handlers under a heartbeat, and the
-// built-in kinds (sleep, thumbnail, report). It does not speak HTTP: the API
+// versioned arguments (upgraded in the worker from any version a kind ever
+// published) and a JSON Schema each, the worker pool that leases jobs from
+// package queue and runs their handlers under a heartbeat, iteration with
+// checkpoints for kinds that walk a collection (Iteration), and the built-in
+// kinds (sleep, thumbnail, report). It does not speak HTTP: the API
 // reaches the registry through the small interface handlers declares.
 package workers
 
@@ -10,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -27,12 +30,23 @@ type Job struct {
 	Kind        string
 	Attempt     int
 	MaxAttempts int
+	// ArgsVersion is the version of the arguments as the job was enqueued,
+	// before the worker upgraded them to the kind's current Version.
+	ArgsVersion int
 	// Checkpoint is the last checkpoint stored by an earlier attempt (nil if
 	// none): an iterative handler resumes from it.
 	Checkpoint []byte
 
 	report func(ctx context.Context, percent float64, message string, checkpoint []byte) error
+	// yield reports whether the attempt has used its run slice; nil: never.
+	yield func() bool
 }
+
+// ShouldYield reports whether this attempt has run for the pool's
+// MaxRunSlice. Iteration.Run checks it after each checkpoint and then hands
+// the job back to its queue, without consuming an attempt, to continue from
+// that checkpoint; other handlers may ignore it.
+func (j *Job) ShouldYield() bool { return j.yield != nil && j.yield() }
 
 // Progress stores how far the job got, for the status document. It returns
 // an error wrapping queue.ErrLeaseLost when this attempt no longer owns the
@@ -73,8 +87,19 @@ type Target struct {
 type Kind[A any] struct {
 	// Name is what clients put in "kind".
 	Name string
-	// Version is the current version of the arguments (default 1).
+	// Version is the current version of the arguments (default 1). The API
+	// validates arguments against Schema, the schema of this version, and
+	// stores it with the job.
 	Version int
+	// Upgrades turns the arguments of every older version into the next one:
+	// Upgrades[v] takes version-v arguments (JSON) to version v+1. Register
+	// requires one for each of 1..Version-1, so that a job enqueued by an
+	// older release still runs: before the handler sees its arguments, the
+	// worker applies the chain from the job's version to Version, and checks
+	// the outcome against Schema. An upgrade's error fails the job
+	// permanently, as does a job of a version newer than Version (enqueued by
+	// a newer release). Upgrades must be pure functions of their input.
+	Upgrades map[int]func(args json.RawMessage) (json.RawMessage, error)
 	// Schema is the JSON Schema (OpenAPI 3 dialect) of the arguments. The API
 	// answers 422 naming the field for arguments that fail it, before the job
 	// is enqueued.
@@ -110,8 +135,9 @@ type Registry struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{kinds: map[string]*entry{}} }
 
-// Register adds kind k to r. It fails for a duplicate name, a missing handler
-// or an invalid schema.
+// Register adds kind k to r. It fails for a duplicate name, a missing handler,
+// an invalid schema, or Upgrades that do not form a chain from version 1 to
+// Version.
 func Register[A any](r *Registry, k Kind[A]) error {
 	if k.Name == "" || k.Handler == nil {
 		return errors.New("workers: a kind needs a Name and a Handler")
@@ -126,6 +152,10 @@ func Register[A any](r *Registry, k Kind[A]) error {
 	if k.Version <= 0 {
 		k.Version = 1
 	}
+	if err := checkUpgrades(k.Version, k.Upgrades); err != nil {
+		return fmt.Errorf("workers: kind %s: %w", k.Name, err)
+	}
+	ups := upgrades{kind: k.Name, current: k.Version, steps: maps.Clone(k.Upgrades), schema: &schema}
 	if k.Queue == "" {
 		k.Queue = "default"
 	}
@@ -140,6 +170,10 @@ func Register[A any](r *Registry, k Kind[A]) error {
 			MaxAttempts: k.MaxAttempts, Timeout: k.Timeout, Target: k.Target},
 		schema: &schema,
 		run: func(ctx context.Context, job *Job, raw []byte) (Result, error) {
+			raw, err := ups.apply(job.ArgsVersion, raw)
+			if err != nil {
+				return Result{}, err
+			}
 			var a A
 			if err := json.Unmarshal(raw, &a); err != nil {
 				return Result{}, Permanent(fmt.Errorf("decode %s args: %w", k.Name, err))

@@ -49,6 +49,11 @@ type Config struct {
 	// ShutdownGrace is how long running jobs may finish on shutdown before
 	// they are interrupted and requeued (SHUTDOWN_GRACE, -shutdown-grace). Default 10s.
 	ShutdownGrace time.Duration
+	// MaxRunSlice bounds one attempt of an iterative job (the report kind):
+	// past it the job stops at its next checkpoint and is requeued, without
+	// consuming an attempt, to resume from that checkpoint on any worker
+	// (MAX_RUN_SLICE, -max-run-slice). Default 0: no bound.
+	MaxRunSlice time.Duration
 	// SyncWaitMax bounds how long a request with Expect: 200-ok (or Prefer:
 	// wait) waits for its job (SYNC_WAIT_MAX, -sync-wait-max). Default 30s.
 	SyncWaitMax time.Duration
@@ -119,6 +124,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, bool, error
 	dur(&c.Tombstone, "tombstone", "TOMBSTONE", 7*24*time.Hour, "how long expired jobs answer 410")
 	dur(&c.Lease, "lease", "LEASE", 30*time.Second, "job lease (visibility timeout)")
 	dur(&c.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 10*time.Second, "grace for running jobs at shutdown")
+	dur(&c.MaxRunSlice, "max-run-slice", "MAX_RUN_SLICE", 0, "longest attempt of an iterative job before it is requeued at its next checkpoint (0: no bound)")
 	dur(&c.SyncWaitMax, "sync-wait-max", "SYNC_WAIT_MAX", 30*time.Second, "longest synchronous wait (Expect: 200-ok, Prefer: wait)")
 	num(&c.SyncMaxBacklog, "sync-max-backlog", "SYNC_MAX_BACKLOG", 10, "runnable jobs per live worker slot a synchronous job may wait behind")
 	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "TLS certificate PEM file (with TLS_KEY: serve HTTPS and HTTP/2)")
@@ -155,6 +161,9 @@ func (c *Config) validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, not %s", name, d))
 		}
+	}
+	if c.MaxRunSlice < 0 {
+		errs = append(errs, fmt.Errorf("MAX_RUN_SLICE must not be negative, not %s", c.MaxRunSlice))
 	}
 	if c.SyncWaitMax <= 0 || c.SyncWaitMax > time.Hour {
 		errs = append(errs, fmt.Errorf("SYNC_WAIT_MAX must be in (0, 1h], not %s", c.SyncWaitMax))

@@ -98,7 +98,7 @@ func run(cfg Config, log zerolog.Logger) error {
 	errc := make(chan error, 3)
 	if cfg.Role == "all" || cfg.Role == "worker" {
 		pool := workers.NewPool(q, reg, workers.PoolConfig{Concurrency: cfg.Concurrency, Queues: cfg.queues,
-			Strict: cfg.QueuesStrict, ShutdownGrace: cfg.ShutdownGrace, Logger: log, Observer: mx})
+			Strict: cfg.QueuesStrict, ShutdownGrace: cfg.ShutdownGrace, MaxRunSlice: cfg.MaxRunSlice, Logger: log, Observer: mx})
 		m := &queue.Maintainer{Q: q, OnError: func(step, name string, err error) {
 			if ctx.Err() == nil {
 				log.Error().Err(err).Str("step", step).Str("queue", name).Msg("maintenance failed")
