@@ -32,6 +32,7 @@ var errorTable = []struct {
 	{queue.ErrConflict, http.StatusConflict, api.TypeConflict, "Conflict with the job's state"},
 	{statusstore.ErrBadCursor, http.StatusBadRequest, api.TypeValidation, "Invalid cursor"},
 	{queue.ErrBadQueueName, http.StatusBadRequest, api.TypeValidation, "Invalid queue name"},
+	{queue.ErrExists, http.StatusConflict, api.TypeConflict, "A job with this id exists"},
 }
 
 // handle adapts a handlerFunc to http.HandlerFunc.

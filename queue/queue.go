@@ -215,10 +215,33 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (Enqueued, error) {
 	e := Enqueued{ID: j.ID, State: "queued", CreatedAt: time.UnixMilli(nowMS)}
 	switch code {
 	case 0:
-		return Enqueued{}, ErrExists
+		return q.ownRetry(ctx, j, nowMS, runAt)
 	case 2:
 		e.State = "scheduled"
 		e.RunAt = time.UnixMilli(runAt)
+	}
+	return e, nil
+}
+
+// ownRetry tells our own write, landed by a client retry after a lost reply
+// (go-redis re-sends a script whose answer timed out), from a job that
+// existed before: the record of our write carries this call's kind and
+// creation time. Our own write is a success — the job is accepted and must
+// not be answered with an error that invites a duplicate.
+func (q *Queue) ownRetry(ctx context.Context, j NewJob, nowMS, runAt int64) (Enqueued, error) {
+	v, err := q.rdb.HMGet(ctx, JobKey(j.Queue, j.ID), "kind", "created").Result()
+	if err != nil {
+		return Enqueued{}, fmt.Errorf("enqueue %s: %w", j.ID, err)
+	}
+	if kind, _ := v[0].(string); kind != j.Kind {
+		return Enqueued{}, ErrExists
+	}
+	if created, _ := v[1].(string); created != strconv.FormatInt(nowMS, 10) {
+		return Enqueued{}, ErrExists
+	}
+	e := Enqueued{ID: j.ID, State: "queued", CreatedAt: time.UnixMilli(nowMS)}
+	if runAt > 0 {
+		e.State, e.RunAt = "scheduled", time.UnixMilli(runAt)
 	}
 	return e, nil
 }

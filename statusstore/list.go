@@ -94,10 +94,10 @@ func (s *Store) List(ctx context.Context, f Filter) (api.JobList, error) {
 	var last entry
 	for start := 0; start < len(cands) && len(out.Jobs) < f.Limit; start += 100 {
 		chunk := cands[start:min(start+100, len(cands))]
-		recs := make([]*redis.MapStringStringCmd, len(chunk))
+		recs := make([]*redis.SliceCmd, len(chunk))
 		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, e := range chunk {
-				recs[i] = p.HGetAll(ctx, queue.JobKey(e.queue, e.id))
+				recs[i] = p.HMGet(ctx, queue.JobKey(e.queue, e.id), docFields...)
 			}
 			return nil
 		}); err != nil {
@@ -105,8 +105,8 @@ func (s *Store) List(ctx context.Context, f Filter) (api.JobList, error) {
 		}
 		for i, e := range chunk {
 			last = e
-			h := recs[i].Val()
-			if len(h) == 0 || (f.Kind != "" && h["kind"] != f.Kind) {
+			h := fieldMap(recs[i].Val())
+			if h["id"] == "" || (f.Kind != "" && h["kind"] != f.Kind) {
 				continue
 			}
 			out.Jobs = append(out.Jobs, decode(h))

@@ -45,11 +45,11 @@ func (s *Store) Get(ctx context.Context, id string) (api.Job, error) {
 	if !ok {
 		return api.Job{}, ErrNotFound
 	}
-	var rec *redis.MapStringStringCmd
+	var rec *redis.SliceCmd
 	var errs *redis.StringSliceCmd
 	var tomb *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		rec = p.HGetAll(ctx, queue.JobKey(q, id))
+		rec = p.HMGet(ctx, queue.JobKey(q, id), docFields...)
 		errs = p.LRange(ctx, queue.ErrorsKey(q, id), 0, -1)
 		tomb = p.Exists(ctx, queue.TombKey(q, id))
 		return nil
@@ -57,13 +57,14 @@ func (s *Store) Get(ctx context.Context, id string) (api.Job, error) {
 	if err != nil {
 		return api.Job{}, fmt.Errorf("read job %s: %w", id, err)
 	}
-	if len(rec.Val()) == 0 {
+	h := fieldMap(rec.Val())
+	if h["id"] == "" {
 		if tomb.Val() > 0 {
 			return api.Job{}, ErrGone
 		}
 		return api.Job{}, ErrNotFound
 	}
-	j := decode(rec.Val())
+	j := decode(h)
 	for _, e := range errs.Val() {
 		var ae api.AttemptError
 		if json.Unmarshal([]byte(e), &ae) == nil {
@@ -118,6 +119,22 @@ func (s *Store) Target(ctx context.Context, collection, id string) (contentType 
 		return "", nil, ErrNotFound
 	}
 	return t.Val()["type"], []byte(t.Val()["body"]), nil
+}
+
+// docFields are the fields of a job record that the status document shows:
+// never its args, which may be megabytes that a poll does not need.
+var docFields = []string{"id", "kind", "queue", "state", "prio", "attempt", "max", "created", "updated",
+	"started", "finished", "run_at", "expires", "target", "okey", "pct", "msg", "ckpt", "result", "error"}
+
+// fieldMap pairs docFields with the values HMGET returned.
+func fieldMap(vals []any) map[string]string {
+	h := make(map[string]string, len(docFields))
+	for i, v := range vals {
+		if s, ok := v.(string); ok {
+			h[docFields[i]] = s
+		}
+	}
+	return h
 }
 
 // decode turns a job record into a status document.

@@ -103,7 +103,7 @@ type Server struct {
 
 // configVars are the variables the server reads; inherited values are
 // dropped so that the developer's environment cannot change a test.
-var configVars = []string{"ADDR", "REDIS_URL", "REDIS_CLUSTER", "ROLE", "CONCURRENCY", "QUEUES",
+var configVars = []string{"IDEMPOTENCY_TTL", "ADDR", "REDIS_URL", "REDIS_CLUSTER", "ROLE", "CONCURRENCY", "QUEUES",
 	"QUEUES_STRICT", "BODY_LIMIT", "RETENTION", "TOMBSTONE", "LEASE", "SHUTDOWN_GRACE", "LOG_LEVEL", "LOG_FORMAT",
 	"MAX_RUN_SLICE", "SYNC_MAX_BACKLOG", "SYNC_WAIT_MAX", "TLS_CERT", "TLS_KEY"}
 

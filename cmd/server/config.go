@@ -61,6 +61,9 @@ type Config struct {
 	// ahead of a synchronous job before it is refused with 417
 	// (SYNC_MAX_BACKLOG, -sync-max-backlog). Default 10.
 	SyncMaxBacklog int
+	// IdempotencyTTL is how long an Idempotency-Key is remembered after its
+	// job was accepted (IDEMPOTENCY_TTL, -idempotency-ttl). Default 24h.
+	IdempotencyTTL time.Duration
 	// TLSCert and TLSKey are PEM files; when both are set the API serves
 	// HTTPS with HTTP/2 by ALPN (TLS_CERT, TLS_KEY, -tls-cert, -tls-key).
 	// Default empty: plain HTTP/1.1 and h2c.
@@ -127,6 +130,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, bool, error
 	dur(&c.MaxRunSlice, "max-run-slice", "MAX_RUN_SLICE", 0, "longest attempt of an iterative job before it is requeued at its next checkpoint (0: no bound)")
 	dur(&c.SyncWaitMax, "sync-wait-max", "SYNC_WAIT_MAX", 30*time.Second, "longest synchronous wait (Expect: 200-ok, Prefer: wait)")
 	num(&c.SyncMaxBacklog, "sync-max-backlog", "SYNC_MAX_BACKLOG", 10, "runnable jobs per live worker slot a synchronous job may wait behind")
+	dur(&c.IdempotencyTTL, "idempotency-ttl", "IDEMPOTENCY_TTL", 24*time.Hour, "how long an Idempotency-Key is remembered")
 	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "TLS certificate PEM file (with TLS_KEY: serve HTTPS and HTTP/2)")
 	str(&c.TLSKey, "tls-key", "TLS_KEY", "", "TLS private key PEM file")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
@@ -157,7 +161,8 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("BODY_LIMIT must be at least 1024 bytes, not %d", c.BodyLimit))
 	}
 	for name, d := range map[string]time.Duration{"RETENTION": c.Retention, "TOMBSTONE": c.Tombstone,
-		"LEASE": c.Lease, "SHUTDOWN_GRACE": c.ShutdownGrace} {
+		"IDEMPOTENCY_TTL": c.IdempotencyTTL,
+		"LEASE":           c.Lease, "SHUTDOWN_GRACE": c.ShutdownGrace} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, not %s", name, d))
 		}

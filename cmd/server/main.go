@@ -73,7 +73,9 @@ func run(cfg Config, log zerolog.Logger) error {
 	log.Info().Str("addr", cfg.Addr).Str("redis", cfg.masked()).Bool("redis_cluster", cfg.RedisCluster).
 		Int("concurrency", cfg.Concurrency).Str("queues", cfg.Queues).Bool("queues_strict", cfg.QueuesStrict).
 		Int64("body_limit", cfg.BodyLimit).Dur("retention", cfg.Retention).Dur("tombstone", cfg.Tombstone).
-		Dur("lease", cfg.Lease).Dur("shutdown_grace", cfg.ShutdownGrace).Str("log_level", cfg.LogLevel).
+		Dur("lease", cfg.Lease).Dur("shutdown_grace", cfg.ShutdownGrace).Dur("max_run_slice", cfg.MaxRunSlice).
+		Dur("sync_wait_max", cfg.SyncWaitMax).Int("sync_max_backlog", cfg.SyncMaxBacklog).
+		Dur("idempotency_ttl", cfg.IdempotencyTTL).Bool("tls", cfg.TLSCert != "").Str("log_level", cfg.LogLevel).
 		Str("log_format", cfg.LogFormat).Msg("offload starting")
 
 	q := queue.New(rdb, queue.Options{Lease: cfg.Lease, Retention: cfg.Retention, Tombstone: cfg.Tombstone})
@@ -139,7 +141,8 @@ func run(cfg Config, log zerolog.Logger) error {
 			return errors.New("completion subscription: Redis did not answer within 10s")
 		}
 		h, err = handlers.New(handlers.Config{BodyLimit: cfg.BodyLimit, Logger: log, Ready: ready,
-			Waiter: waiter, Metrics: mx, SyncWaitMax: cfg.SyncWaitMax, SyncMaxBacklog: cfg.SyncMaxBacklog},
+			Waiter: waiter, Metrics: mx, SyncWaitMax: cfg.SyncWaitMax, SyncMaxBacklog: cfg.SyncMaxBacklog,
+			IdempotencyTTL: cfg.IdempotencyTTL},
 			q, statusstore.New(rdb), reg)
 		if err != nil {
 			return err
