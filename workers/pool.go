@@ -112,6 +112,8 @@ type Pool struct {
 	running map[string]*active
 	freed   chan struct{} // a slot was freed
 
+	acks chan ack // successes waiting to be recorded
+
 	wakeMu sync.Mutex
 	wakeCh chan struct{} // closed and replaced on every wake-up
 }
@@ -125,7 +127,8 @@ type active struct {
 func NewPool(q *queue.Queue, reg *Registry, cfg PoolConfig) *Pool {
 	cfg = cfg.withDefaults()
 	return &Pool{q: q, reg: reg, cfg: cfg, log: cfg.Logger,
-		running: map[string]*active{}, freed: make(chan struct{}, 1), wakeCh: make(chan struct{})}
+		running: map[string]*active{}, freed: make(chan struct{}, 1), wakeCh: make(chan struct{}),
+		acks: make(chan ack)}
 }
 
 // Running returns how many jobs run now.
@@ -157,6 +160,13 @@ func (p *Pool) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); p.heartbeat(done) }()
 	bg.Add(1)
 	go func() { defer bg.Done(); p.announce(ctx) }()
+	// The ackers record successes in batches until every job is recorded.
+	var ackers sync.WaitGroup
+	for range ackWorkers {
+		ackers.Add(1)
+		go func() { defer ackers.Done(); p.ackLoop(done) }()
+	}
+	defer ackers.Wait()
 
 	p.dispatch(ctx, jobsCtx, &wg)
 
@@ -171,6 +181,82 @@ func (p *Pool) Run(ctx context.Context) error {
 	}
 	bg.Wait()
 	return nil
+}
+
+// ackWorkers is how many goroutines record successes; each records, in one
+// round trip, every success waiting when it is free ("group commit"), so a
+// busy pool acknowledges many jobs per call and an idle one waits for none.
+const ackWorkers = 2
+
+// maxAckBatch bounds one batch of successes.
+const maxAckBatch = 256
+
+type ack struct {
+	c    queue.Completion
+	done chan error
+}
+
+// complete hands a success to the ackers and waits until it is recorded.
+func (p *Pool) complete(ctx context.Context, d *queue.Delivery, o queue.Outcome) error {
+	a := ack{c: queue.Completion{D: d, O: o}, done: make(chan error, 1)}
+	select {
+	case p.acks <- a:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-a.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ackLoop records batches of successes until stop is closed and none waits.
+func (p *Pool) ackLoop(stop <-chan struct{}) {
+	batch := make([]ack, 0, maxAckBatch)
+	for {
+		select {
+		case a := <-p.acks:
+			batch = append(batch[:0], a)
+		case <-stop:
+			return
+		}
+	fill:
+		for len(batch) < maxAckBatch {
+			select {
+			case a := <-p.acks:
+				batch = append(batch, a)
+			default:
+				break fill
+			}
+		}
+		p.flush(batch)
+	}
+}
+
+// flush records one batch, one script call per queue.
+func (p *Pool) flush(batch []ack) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	byQueue := map[string][]ack{}
+	for _, a := range batch {
+		byQueue[a.c.D.Queue] = append(byQueue[a.c.D.Queue], a)
+	}
+	for name, as := range byQueue {
+		cs := make([]queue.Completion, len(as))
+		for i, a := range as {
+			cs[i] = a.c
+		}
+		errs, err := p.q.CompleteMany(ctx, name, cs)
+		for i, a := range as {
+			if err != nil {
+				a.done <- err
+			} else {
+				a.done <- errs[i]
+			}
+		}
+	}
 }
 
 // dispatch fetches jobs while there are free slots, and waits for a wake-up
@@ -405,7 +491,7 @@ func (p *Pool) execute(ctx context.Context, d *queue.Delivery) {
 	if err == nil {
 		var o queue.Outcome
 		if o, err = p.outcome(d, res); err == nil {
-			werr = p.q.Complete(wctx, d, o)
+			werr = p.complete(wctx, d, o)
 		}
 	}
 	if err != nil {
