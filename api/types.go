@@ -79,7 +79,11 @@ type Job struct {
 	Result        json.RawMessage `json:"result,omitempty"`
 	Error         *Problem        `json:"error,omitempty"`
 	AttemptErrors []AttemptError  `json:"attempt_errors,omitempty"`
-	Links         Links           `json:"links"`
+	// Parent is the id of the job whose handler enqueued this one.
+	Parent string `json:"parent,omitempty"`
+	// Children are the ids of the follow-up jobs this job enqueued.
+	Children []string `json:"children,omitempty"`
+	Links    Links    `json:"links"`
 }
 
 // Progress is what a running job last reported about itself.
@@ -101,6 +105,7 @@ type Links struct {
 	Cancel string `json:"cancel,omitempty"`
 	Retry  string `json:"retry,omitempty"`
 	Target string `json:"target,omitempty"`
+	Parent string `json:"parent,omitempty"`
 }
 
 // JobList is a page of GET /v1/jobs.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,6 +20,11 @@ type Outcome struct {
 	// TargetType and TargetBody are the created resource's representation.
 	TargetType string
 	TargetBody []byte
+	// FollowUps are jobs the handler enqueues. They are staged atomically
+	// with the success (never for an attempt that did not complete) and
+	// enqueued by the relay (Maintainer) into their own queues. Their IDs
+	// must be set (NewID of their queue).
+	FollowUps []NewJob
 }
 
 // completeScript records successful attempts of one queue, fenced by their
@@ -26,16 +32,17 @@ type Outcome struct {
 // jobs in one round trip.
 //
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 throughput of
-//	     this minute; 13 ready; then per job: 14 job, 15 target, 16 ordering
-//	     holder, 17 ordering lane (4 keys a job)
+//	     this minute; 13 ready; 14 outbox; then per job: 15 job, 16 target,
+//	     17 ordering holder, 18 ordering lane (4 keys a job)
 //	ARGV 1 now ms; 2 expires ms; 3 done channel; 4 wake channel; 5 queue; then
 //	     per job: 6 id, 7 token, 8 result, 9 target url, 10 target type,
-//	     11 target body, 12 ordering key (7 args a job)
+//	     11 target body, 12 ordering key, 13 follow-ups (JSON array or ''),
+//	     14 follow-up ids (comma-separated) (9 args a job)
 //	returns one code per job: 1 done, 0 lease lost, -1 ordering key mismatch
 var completeScript = newScript(`
 local now, out, done = ARGV[1], {}, 0
-for k = 14, #KEYS, 4 do
-  local a = 6 + (k - 14) / 4 * 7
+for k = 15, #KEYS, 4 do
+  local a = 6 + (k - 15) / 4 * 9
   local id, job = ARGV[a], KEYS[k]
   if redis.call('HGET', KEYS[9], id) ~= ARGV[a+1] then
     out[#out+1] = 0
@@ -52,6 +59,10 @@ for k = 14, #KEYS, 4 do
       redis.call('HSET', KEYS[k+1], 'type', ARGV[a+4], 'body', ARGV[a+5])
     end
     redis.call('ZADD', KEYS[11], ARGV[2], id)
+    if ARGV[a+7] ~= '' then
+      redis.call('RPUSH', KEYS[14], ARGV[a+7])
+      redis.call('HSET', job, 'children', ARGV[a+8])
+    end
     release(id, ARGV[a+6], KEYS[k+2], KEYS[k+3], KEYS[13], now, ARGV[4], ARGV[5])
     redis.call('PUBLISH', ARGV[3], id)
     done = done + 1
@@ -89,11 +100,11 @@ func (q *Queue) Complete(ctx context.Context, d *Delivery, o Outcome) error {
 // ErrLeaseLost, or a mismatch), or an error for the whole call.
 func (q *Queue) CompleteMany(ctx context.Context, name string, cs []Completion) ([]error, error) {
 	now := q.opts.Clock()
-	keys := make([]string, 0, 13+4*len(cs))
+	keys := make([]string, 0, 14+4*len(cs))
 	keys = append(keys, stateKeys(name)...)
 	keys = append(keys, TokensKey(name), LeasedKey(name), ExpiringKey(name),
-		ThroughputKey(name, minute(now)), ReadyKey(name))
-	args := make([]any, 0, 5+7*len(cs))
+		ThroughputKey(name, minute(now)), ReadyKey(name), OutboxKey(name))
+	args := make([]any, 0, 5+9*len(cs))
 	args = append(args, now.UnixMilli(), now.Add(q.opts.Retention).UnixMilli(), ChannelDone, ChannelWake, name)
 	for _, c := range cs {
 		d := c.D
@@ -102,7 +113,12 @@ func (q *Queue) CompleteMany(ctx context.Context, name string, cs []Completion) 
 		}
 		keys = append(keys, JobKey(name, d.ID), TargetKey(name, d.ID))
 		keys = append(keys, orderKeys(name, d.OrderingKey)...)
-		args = append(args, d.ID, d.Token, c.O.Result, c.O.TargetURL, c.O.TargetType, c.O.TargetBody, d.OrderingKey)
+		fu, ids, err := followUps(c.O.FollowUps)
+		if err != nil {
+			return nil, fmt.Errorf("complete %s: %w", d.ID, err)
+		}
+		args = append(args, d.ID, d.Token, c.O.Result, c.O.TargetURL, c.O.TargetType, c.O.TargetBody,
+			d.OrderingKey, fu, ids)
 	}
 	codes, err := completeScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
 	if err != nil {
@@ -118,6 +134,52 @@ func (q *Queue) CompleteMany(ctx context.Context, name string, cs []Completion) 
 		}
 	}
 	return errs, nil
+}
+
+// followUps encodes staged follow-up jobs for completeScript.
+func followUps(js []NewJob) (encoded, ids string, err error) {
+	if len(js) == 0 {
+		return "", "", nil
+	}
+	list := make([]string, len(js))
+	for i, j := range js {
+		if name, ok := QueueOf(j.ID); !ok || name != j.Queue {
+			return "", "", fmt.Errorf("follow-up %q: id must be NewID(%q)", j.ID, j.Queue)
+		}
+		list[i] = j.ID
+	}
+	b, err := json.Marshal(js)
+	if err != nil {
+		return "", "", err
+	}
+	return string(b), strings.Join(list, ","), nil
+}
+
+// Relay enqueues up to limit staged batches of follow-up jobs of queue name.
+// Each follow-up carries its id, so a batch relayed twice (two processes, or
+// a crash before its removal) still makes each job once.
+func (q *Queue) Relay(ctx context.Context, name string, limit int) (int, error) {
+	entries, err := q.rdb.LRange(ctx, OutboxKey(name), 0, int64(limit)-1).Result()
+	if err != nil {
+		return 0, fmt.Errorf("relay %s: %w", name, err)
+	}
+	n := 0
+	for _, e := range entries {
+		var js []NewJob
+		if err := json.Unmarshal([]byte(e), &js); err != nil {
+			return n, fmt.Errorf("relay %s: %w", name, err)
+		}
+		for _, j := range js {
+			if _, err := q.Enqueue(ctx, j); err != nil && !errors.Is(err, ErrExists) {
+				return n, fmt.Errorf("relay %s: %w", j.ID, err)
+			}
+			n++
+		}
+		if err := q.rdb.LRem(ctx, OutboxKey(name), 1, e).Err(); err != nil {
+			return n, fmt.Errorf("relay %s: %w", name, err)
+		}
+	}
+	return n, nil
 }
 
 // Failure modes for Fail.

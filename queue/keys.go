@@ -29,6 +29,7 @@ import (
 //	offload:{q}:tput:{unix minute}   hash   jobs finished that minute (succeeded, failed), with a TTL
 //	offload:{q}:ordh:<key>           string the id of the job holding ordering key <key>'s turn
 //	offload:{q}:ordl:<key>           list   "<priority>:<id>" per job waiting for <key>'s turn, oldest first
+//	offload:{q}:outbox               list   follow-up jobs staged by completions, JSON arrays of NewJob
 //	offload:workers                  zset   live worker processes, score = last heartbeat ms
 //	offload:worker:{id}              hash   one worker process's description, with a TTL
 //
@@ -150,3 +151,7 @@ func WorkerKey(id string) string { return prefix + "worker:" + id }
 // IdempotencyKey records what POST /v1/jobs answered to one client's
 // Idempotency-Key. scope identifies the client.
 func IdempotencyKey(scope, key string) string { return prefix + "idem:" + scope + ":" + key }
+
+// OutboxKey stages the follow-up jobs that completions of q's jobs created,
+// until the relay enqueues them into their own queues.
+func OutboxKey(q string) string { return qk(q, "outbox") }

@@ -299,6 +299,9 @@ func (m *Maintainer) Run(ctx context.Context) error {
 					break
 				}
 			}
+			if _, err := m.Q.Relay(ctx, name, 100); err != nil {
+				m.report("relay", name, err)
+			}
 			if !sweeping {
 				continue
 			}

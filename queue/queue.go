@@ -115,6 +115,8 @@ type NewJob struct {
 	Timeout     time.Duration
 	// Target is the collection of the resource the kind creates, "" if none.
 	Target string
+	// Parent is the id of the job whose handler enqueued this one.
+	Parent string `json:",omitempty"`
 	// OrderingKey, when not empty, makes the job wait for every earlier job of
 	// its queue with the same key to finish: jobs with one key run one at a
 	// time, in submission order (the order their Enqueue calls reached
@@ -205,6 +207,9 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (Enqueued, error) {
 		"id", j.ID, "queue", j.Queue, "kind", j.Kind, "ver", j.Version, "args", j.Args,
 		"prio", j.Priority, "attempt", 0, "max", j.MaxAttempts,
 		"timeout", j.Timeout.Milliseconds(), "target_kind", j.Target}
+	if j.Parent != "" {
+		args = append(args, "parent", j.Parent)
+	}
 	if j.OrderingKey != "" {
 		args = append(args, "okey", j.OrderingKey)
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -124,7 +125,7 @@ func (s *Store) Target(ctx context.Context, collection, id string) (contentType 
 // docFields are the fields of a job record that the status document shows:
 // never its args, which may be megabytes that a poll does not need.
 var docFields = []string{"id", "kind", "queue", "state", "prio", "attempt", "max", "created", "updated",
-	"started", "finished", "run_at", "expires", "target", "okey", "pct", "msg", "ckpt", "result", "error"}
+	"started", "finished", "run_at", "expires", "target", "okey", "pct", "msg", "ckpt", "result", "error", "parent", "children"}
 
 // fieldMap pairs docFields with the values HMGET returned.
 func fieldMap(vals []any) map[string]string {
@@ -172,6 +173,13 @@ func decode(h map[string]string) api.Job {
 		if json.Unmarshal([]byte(e), &p) == nil {
 			j.Error = &p
 		}
+	}
+	j.Parent = h["parent"]
+	if j.Parent != "" {
+		j.Links.Parent = JobURL(j.Parent)
+	}
+	if c := h["children"]; c != "" {
+		j.Children = strings.Split(c, ",")
 	}
 	j.Links.Self = JobURL(j.ID)
 	if !j.Done {

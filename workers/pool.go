@@ -596,7 +596,47 @@ func (p *Pool) outcome(d *queue.Delivery, res Result) (queue.Outcome, error) {
 		o.TargetType = res.Target.ContentType
 		o.TargetBody = res.Target.Body
 	}
+	for _, f := range res.FollowUps {
+		j, err := p.followUp(d, f)
+		if err != nil {
+			return o, Permanent(err)
+		}
+		o.FollowUps = append(o.FollowUps, j)
+	}
 	return o, nil
+}
+
+// followUp turns a handler's follow-up into a job of a registered kind with
+// valid args, child of d.
+func (p *Pool) followUp(d *queue.Delivery, f FollowUp) (queue.NewJob, error) {
+	info, ok := p.reg.Lookup(f.Kind)
+	if !ok {
+		return queue.NewJob{}, fmt.Errorf("follow-up of kind %q: not registered", f.Kind)
+	}
+	args, err := json.Marshal(f.Args)
+	if err != nil {
+		return queue.NewJob{}, fmt.Errorf("follow-up of kind %q: encode args: %w", f.Kind, err)
+	}
+	if f.Args == nil {
+		args = []byte("{}")
+	}
+	if errs := p.reg.Validate(f.Kind, args); len(errs) > 0 {
+		return queue.NewJob{}, fmt.Errorf("follow-up of kind %q: args: %s %s", f.Kind, errs[0].Field, errs[0].Message)
+	}
+	j := queue.NewJob{Queue: info.Queue, Kind: info.Name, Version: info.Version, Args: args,
+		Priority: f.Priority, MaxAttempts: info.MaxAttempts, Timeout: info.Timeout, Target: info.Target,
+		OrderingKey: f.OrderingKey, Parent: d.ID}
+	if f.Queue != "" {
+		j.Queue = f.Queue
+	}
+	if !queue.ValidQueueName(j.Queue) {
+		return queue.NewJob{}, fmt.Errorf("follow-up of kind %q: %w", f.Kind, queue.ErrBadQueueName)
+	}
+	if f.MaxAttempts > 0 {
+		j.MaxAttempts = f.MaxAttempts
+	}
+	j.ID = p.q.NewID(j.Queue)
+	return j, nil
 }
 
 // classify picks the failure mode of an error and the document clients see.

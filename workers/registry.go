@@ -74,6 +74,24 @@ type Result struct {
 	// Target is the resource the job created; nil for none. Only kinds that
 	// declare a Target collection may return one.
 	Target *Target
+	// FollowUps are jobs to enqueue once this one succeeds. They are staged
+	// atomically with the success: never lost, and never enqueued for an
+	// attempt that did not complete. Their args are checked against their
+	// kind's schema first; a follow-up that fails it fails this attempt.
+	FollowUps []FollowUp
+}
+
+// FollowUp is a job a handler enqueues. Its kind must be registered in the
+// worker's registry.
+type FollowUp struct {
+	Kind string
+	// Args are encoded as JSON.
+	Args any
+	// Queue, Priority, MaxAttempts and OrderingKey default as for a request.
+	Queue       string
+	Priority    int
+	MaxAttempts int
+	OrderingKey string
 }
 
 // Target is the representation of a resource a job created. It is served at
