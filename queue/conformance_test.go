@@ -70,6 +70,64 @@ var conformanceCases = []conformanceCase{
 	{"maintainer", testMaintainer},
 	{"concurrent_fetch_exactly_once", testConcurrentFetch},
 	{"complete_many_in_one_call", testCompleteMany},
+	{"memory_bounded_after_many_jobs", testMemoryBounded},
+}
+
+// testMemoryBounded passes many jobs through and checks that, after
+// retention, only what retention promises is left: one tombstone per job
+// (with a TTL), the per-minute counters (with a TTL), and the two keys that
+// never expire (the queue registry and the fencing counter).
+func testMemoryBounded(t *testing.T, e *env) {
+	const q = "mass"
+	n := 20000
+	if e.mr != nil || testing.Short() {
+		n = 2000
+	}
+	baseline := e.keys()
+	for start := 0; start < n; start += 500 {
+		for range 500 {
+			e.enqueue(queue.NewJob{Queue: q, Kind: "k", Args: []byte(`{"payload":"xxxxxxxxxxxxxxxx"}`)})
+		}
+		ds := e.fetch(q, 500)
+		cs := make([]queue.Completion, len(ds))
+		for i, d := range ds {
+			cs[i] = queue.Completion{D: d, O: queue.Outcome{Result: []byte(`{"ok":true}`)}}
+		}
+		if _, err := e.q.CompleteMany(e.ctx, q, cs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.clock.Advance(testRetention + time.Second)
+	for {
+		k, err := e.q.Expire(e.ctx, q, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == 0 {
+			break
+		}
+	}
+	var tombs, other []string
+	for _, k := range e.keys() {
+		switch {
+		case slices.Contains(baseline, k):
+		case strings.HasSuffix(k, ":tomb"):
+			tombs = append(tombs, k)
+		default:
+			other = append(other, k)
+		}
+	}
+	if len(tombs) != n {
+		t.Errorf("%d tombstones after %d jobs, want %d", len(tombs), n, n)
+	}
+	want := []string{queue.QueuesKey(), queue.SeqKey(q)}
+	for _, k := range other {
+		if slices.Contains(want, k) || strings.Contains(k, ":tput:") {
+			continue
+		}
+		t.Errorf("key %s left after every job expired", k)
+	}
+	e.wantCounts(q, map[string]int{})
 }
 
 // testCompleteMany records a batch in one call: each completion is fenced on
