@@ -20,7 +20,10 @@ import (
 const eventTimeout = 20 * time.Second
 
 // doneSub receives the ids of jobs that reached a terminal state.
-type doneSub struct{ ch <-chan *redis.Message }
+type doneSub struct {
+	ch   <-chan *redis.Message
+	seen map[string]bool // announced while waiting for another job
+}
 
 // subscribeDone subscribes to queue.ChannelDone and returns once Redis
 // confirmed it, so that no later completion is missed.
@@ -33,19 +36,17 @@ func subscribeDone(t *testing.T, rdb redis.UniversalClient) *doneSub {
 	if _, err := ps.Receive(ctx); err != nil {
 		t.Fatalf("SUBSCRIBE %s: %v", queue.ChannelDone, err)
 	}
-	return &doneSub{ch: ps.Channel()}
+	return &doneSub{ch: ps.Channel(), seen: map[string]bool{}}
 }
 
 // wait waits until job id is announced done.
 func (s *doneSub) wait(t *testing.T, id string) {
 	t.Helper()
 	timeout := time.After(eventTimeout)
-	for {
+	for !s.seen[id] {
 		select {
 		case m := <-s.ch:
-			if m.Payload == id {
-				return
-			}
+			s.seen[m.Payload] = true
 		case <-timeout:
 			t.Fatalf("job %s: not done within %v", id, eventTimeout)
 		}
