@@ -44,15 +44,18 @@ local now, out, done = ARGV[1], {}, 0
 for k = 15, #KEYS, 4 do
   local a = 6 + (k - 15) / 4 * 9
   local id, job = ARGV[a], KEYS[k]
+  local f = redis.call('HMGET', job, 'state', 'created', 'okey')
   if redis.call('HGET', KEYS[9], id) ~= ARGV[a+1] then
     out[#out+1] = 0
-  elseif (redis.call('HGET', job, 'okey') or '') ~= ARGV[a+6] then
+  elseif (f[3] or '') ~= ARGV[a+6] then
     out[#out+1] = -1
   else
     redis.call('HDEL', KEYS[9], id)
     redis.call('ZREM', KEYS[10], id)
-    setstate(job, id, 'succeeded', now)
-    redis.call('HSET', job, 'finished', now, 'expires', ARGV[2], 'pct', 100)
+    -- setstate, without reading back what HMGET just read
+    if f[1] and S[f[1]] then redis.call('ZREM', KEYS[S[f[1]]], id) end
+    redis.call('ZADD', KEYS[S.succeeded], f[2], id)
+    redis.call('HSET', job, 'state', 'succeeded', 'updated', now, 'finished', now, 'expires', ARGV[2], 'pct', 100)
     if ARGV[a+2] ~= '' then redis.call('HSET', job, 'result', ARGV[a+2]) end
     if ARGV[a+3] ~= '' then
       redis.call('HSET', job, 'target', ARGV[a+3])

@@ -69,20 +69,24 @@ local out = {}
 for i = 11, #KEYS do
   local a = (i - 11) * 2 + 2
   local id, tok, job = ARGV[a], ARGV[a+1], KEYS[i]
+  local f = redis.call('HMGET', job, 'state', 'kind', 'ver', 'args', 'max', 'timeout', 'ckpt', 'created',
+    'run_at', 'okey', 'attempt')
   if redis.call('HGET', KEYS[9], id) ~= tok then
     out[#out+1] = {0}
-  elseif redis.call('HGET', job, 'state') ~= 'queued' then
+  elseif f[1] ~= 'queued' then
     redis.call('HDEL', KEYS[9], id)
     redis.call('ZREM', KEYS[10], id)
     out[#out+1] = {0}
   else
-    setstate(job, id, 'running', now)
-    local attempt = redis.call('HINCRBY', job, 'attempt', 1)
-    redis.call('HSET', job, 'started', now)
-    local f = redis.call('HMGET', job, 'kind', 'ver', 'args', 'max', 'timeout', 'ckpt', 'created', 'run_at', 'okey')
-    local since = math.max(tonumber(f[7] or '0') or 0, tonumber(f[8] or '0') or 0)
-    out[#out+1] = {1, attempt, f[1] or '', f[2] or '1', f[3] or '', f[4] or '1', f[5] or '0', f[6] or '',
-      tostring(since), f[9] or ''}
+    -- One read above, direct writes here: the state move of setstate
+    -- without reading back what was just read.
+    local attempt = (tonumber(f[11] or '0') or 0) + 1
+    redis.call('ZREM', KEYS[S.queued], id)
+    redis.call('ZADD', KEYS[S.running], f[8], id)
+    redis.call('HSET', job, 'state', 'running', 'updated', now, 'started', now, 'attempt', attempt)
+    local since = math.max(tonumber(f[8] or '0') or 0, tonumber(f[9] or '0') or 0)
+    out[#out+1] = {1, attempt, f[2] or '', f[3] or '1', f[4] or '', f[5] or '1', f[6] or '0', f[7] or '',
+      tostring(since), f[10] or ''}
   end
 end
 return out

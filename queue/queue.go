@@ -148,19 +148,21 @@ type Enqueued struct {
 var enqueueScript = newScript(`
 if redis.call('EXISTS', KEYS[9]) == 1 then return 0 end
 local id, now, runat = ARGV[1], ARGV[2], tonumber(ARGV[3])
-redis.call('HSET', KEYS[9], 'created', now, unpack(ARGV, 8))
-redis.call('ZADD', KEYS[12], now, id)
+-- A new record has no state to leave: write it and its index entries
+-- directly (setstate would read back what this script just wrote).
 if runat > tonumber(now) then
-  redis.call('HSET', KEYS[9], 'run_at', runat)
+  redis.call('HSET', KEYS[9], 'created', now, 'updated', now, 'state', 'scheduled', 'run_at', runat, unpack(ARGV, 8))
+  redis.call('ZADD', KEYS[12], now, id)
   redis.call('ZADD', KEYS[11], runat, id)
-  setstate(KEYS[9], id, 'scheduled', now)
+  redis.call('ZADD', KEYS[S.scheduled], now, id)
   return 2
 end
-setstate(KEYS[9], id, 'queued', now)
+redis.call('HSET', KEYS[9], 'created', now, 'updated', now, 'state', 'queued', unpack(ARGV, 8))
+redis.call('ZADD', KEYS[12], now, id)
+redis.call('ZADD', KEYS[S.queued], now, id)
 if not gate(KEYS[9], id, ARGV[7], KEYS[13], KEYS[14]) then return 1 end
-local empty = redis.call('ZCARD', KEYS[10]) == 0
 redis.call('ZADD', KEYS[10], ARGV[4], id)
-if empty then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
+if redis.call('ZCARD', KEYS[10]) == 1 then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 return 1
 `)
 
