@@ -78,6 +78,23 @@ var submitVariants = []variant{
 		},
 	},
 	{
+		name: "async+pool",
+		about: "offload behind expectconn with a worker pool (concurrency 50) draining the queue: the async 202 " +
+			"round trip, the baseline of sync",
+		handler:  offloadWithPool,
+		listener: expectconn.NewListener,
+		stored:   countJobs,
+	},
+	{
+		name:     "sync+pool",
+		about:    "the same with Expect: 200-ok: each answer waits for its job (sleep 0 ms) to run on the pool",
+		handler:  offloadWithPool,
+		listener: expectconn.NewListener,
+		header:   http.Header{"Expect": []string{"200-ok"}},
+		want:     http.StatusOK,
+		stored:   countJobs,
+	},
+	{
 		name: "offload+expect",
 		about: "offload behind expectconn, the listener cmd/server uses so that Expect reaches the handlers " +
 			"(requests carry no Expect: the layer's cost on the plain path)",
@@ -110,6 +127,35 @@ func floorHandler(rdb redis.UniversalClient) http.Handler {
 		_, _ = io.WriteString(w, `{"state":"queued"}`+"\n")
 	})
 	return r
+}
+
+// countJobs counts every job of the default queue, whatever its state.
+func countJobs(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
+	return rdb.ZCard(ctx, queue.JobsKey("default")).Result()
+}
+
+// offloadWithPool is offloadHandler with a worker pool running the jobs, so
+// that synchronous requests are answered; the async variant runs it too, so
+// that both pay for the pool's CPU.
+func offloadWithPool(ctx context.Context, e *env) (http.Handler, error) {
+	h, err := offloadHandler(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	reg := workers.NewRegistry()
+	if err := workers.RegisterBuiltins(reg); err != nil {
+		return nil, err
+	}
+	pool := workers.NewPool(queue.New(e.rdb, queue.Options{}), reg,
+		workers.PoolConfig{Concurrency: 50, Logger: zerolog.Nop()})
+	go func() { _ = pool.Run(ctx) }()
+	// Synchronous admission needs the pool to have announced itself.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if n, _ := e.rdb.ZCard(ctx, queue.WorkersKey()).Result(); n > 0 {
+			return h, nil
+		}
+	}
+	return nil, errors.New("the worker pool did not announce itself within 10s")
 }
 
 // offloadHandler is the product's API wired as cmd/server wires it (request
