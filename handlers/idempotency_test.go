@@ -131,7 +131,7 @@ func TestIdempotencyRace(t *testing.T) {
 	if statuses[202]+statuses[409] != 50 || statuses[202] == 0 {
 		t.Fatalf("statuses %v", statuses)
 	}
-	n, err := rdb.ZCard(t.Context(), queue.JobsKey("default")).Result()
+	n, err := rdb.ZCard(t.Context(), queue.StateKey("default", "queued")).Result()
 	if err != nil || n != 1 {
 		t.Fatalf("jobs created: %d (%v), want 1", n, err)
 	}

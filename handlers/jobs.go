@@ -25,24 +25,36 @@ import (
 // the job and answers 202 with its status resource.
 func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	var req api.JobRequest
+	// Behind the validator the body is known to be one JSON value that
+	// matches the schema, and its generic decoding is at hand for the kind's
+	// schema; without it (a router mounted otherwise), check it here.
+	body, validated := api.ValidatedBody(r)
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(&req); err != nil {
-		// The validator has already parsed the body; this is belt and braces
-		// for routers mounted without it.
 		return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", err.Error())
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", "unexpected data after the JSON value")
+	if !validated {
+		if _, err := dec.Token(); err != io.EOF {
+			return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", "unexpected data after the JSON value")
+		}
 	}
 	info, ok := a.catalog.Lookup(req.Kind)
 	if !ok {
 		return api.ValidationProblem(fmt.Sprintf("unknown kind %q", req.Kind),
 			api.FieldError{Field: "/kind", Message: fmt.Sprintf("unknown kind %q", req.Kind)})
 	}
-	if len(req.Args) == 0 || bytes.Equal(req.Args, []byte("null")) {
-		req.Args = json.RawMessage("{}")
+	var args any
+	if m, ok := body.(map[string]any); ok {
+		args = m["args"]
+	} else if len(req.Args) > 0 {
+		if err := json.Unmarshal(req.Args, &args); err != nil {
+			return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", err.Error())
+		}
 	}
-	if errs := a.catalog.Validate(req.Kind, req.Args); len(errs) > 0 {
+	if args == nil {
+		req.Args, args = json.RawMessage("{}"), map[string]any{}
+	}
+	if errs := a.catalog.ValidateValue(req.Kind, args); len(errs) > 0 {
 		return api.ValidationProblem(fmt.Sprintf("args do not match the schema of kind %q", req.Kind), errs...)
 	}
 	nj := queue.NewJob{

@@ -25,7 +25,9 @@ import (
 // Catalog is what the API needs of the job-kind registry.
 type Catalog interface {
 	Lookup(kind string) (api.KindInfo, bool)
-	Validate(kind string, args json.RawMessage) []api.FieldError
+	// ValidateValue checks a kind's arguments, decoded into a generic JSON
+	// value (as api.ValidatedBody and encoding/json leave them).
+	ValidateValue(kind string, args any) []api.FieldError
 }
 
 // Metrics is what the API needs of the metrics of its process.

@@ -1069,7 +1069,7 @@ func testExpire(t *testing.T, e *env) {
 		if ttl, err := e.rdb.PTTL(e.ctx, queue.TombKey(q, id)).Result(); err != nil || ttl <= 0 || ttl > testTombstone {
 			t.Errorf("tombstone TTL of %s = %v, %v; want (0, %v]", id, ttl, err, testTombstone)
 		}
-		for _, k := range []string{queue.JobsKey(q), queue.ExpiringKey(q), queue.ReadyKey(q),
+		for _, k := range []string{queue.ExpiringKey(q), queue.ReadyKey(q),
 			queue.ScheduledKey(q), queue.LeasedKey(q)} {
 			e.wantNotIn(k, id)
 		}

@@ -19,8 +19,7 @@ import (
 //	offload:{q}:tokens               hash   job id -> fencing token of its current lease
 //	offload:{q}:seq                  string fencing token counter
 //	offload:{q}:meta                 hash   queue settings (paused)
-//	offload:{q}:jobs                 zset   every job of the queue, score = created ms
-//	offload:{q}:st:{state}           zset   jobs in one state, score = created ms
+//	offload:{q}:st:{state}           zset   jobs in one state, score = created ms (each job in exactly one)
 //	offload:{q}:expiring             zset   finished jobs, score = expiry ms
 //	offload:{q}:job:{id}             hash   the job record
 //	offload:{q}:job:{id}:errors      list   one JSON entry per failed attempt
@@ -106,10 +105,8 @@ func SeqKey(q string) string { return qk(q, "seq") }
 // MetaKey holds the settings of q.
 func MetaKey(q string) string { return qk(q, "meta") }
 
-// JobsKey indexes every job of q by creation time.
-func JobsKey(q string) string { return qk(q, "jobs") }
-
-// StateKey indexes the jobs of q in one state by creation time.
+// StateKey indexes the jobs of q in one state by creation time. Every job
+// is in exactly one of its queue's state sets: together they index every job.
 func StateKey(q, state string) string { return qk(q, "st:"+state) }
 
 // ExpiringKey holds the finished jobs of q by expiry time.

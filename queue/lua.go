@@ -6,9 +6,9 @@ import (
 	"github.com/offload-dev/offload/api"
 )
 
-// prelude is prepended to every transition script. It expects the eight
-// per-state index sets of the queue as KEYS[1..8], in api.States order, and
-// provides:
+// prelude is prepended to every transition script. A script that calls
+// setstate names the eight per-state index sets of the queue as KEYS[1..8],
+// in api.States order. The prelude provides:
 //
 //	setstate(job, id, to, now)  move a job between state sets and stamp it
 //	readyscore(job, now)        the job's score in the ready set

@@ -189,7 +189,7 @@ func (q *Queue) Reap(ctx context.Context, name string, limit int) (int, error) {
 // expireScript deletes finished jobs past their retention and leaves a
 // tombstone that remembers their final state.
 //
-//	KEYS 1..8 state sets; 9 expiring; 10 jobs index;
+//	KEYS 1..8 state sets; 9 expiring;
 //	     then job record, errors list, target and tombstone per id
 //	ARGV 1 now ms; 2 tombstone ttl ms; 3.. ids
 //	returns the number expired
@@ -197,7 +197,7 @@ var expireScript = newScript(`
 local n = 0
 for i = 3, #ARGV do
   local id = ARGV[i]
-  local b = 11 + (i - 3) * 4
+  local b = 10 + (i - 3) * 4
   local due = redis.call('ZSCORE', KEYS[9], id)
   if due and tonumber(due) <= tonumber(ARGV[1]) then
     redis.call('ZREM', KEYS[9], id)
@@ -206,7 +206,6 @@ for i = 3, #ARGV do
       if S[st] then redis.call('ZREM', KEYS[S[st]], id) end
       redis.call('SET', KEYS[b + 3], st, 'PX', ARGV[2])
     end
-    redis.call('ZREM', KEYS[10], id)
     redis.call('DEL', KEYS[b], KEYS[b + 1], KEYS[b + 2])
     n = n + 1
   end
@@ -222,7 +221,7 @@ func (q *Queue) Expire(ctx context.Context, name string, limit int) (int, error)
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
-	keys := append(stateKeys(name), ExpiringKey(name), JobsKey(name))
+	keys := append(stateKeys(name), ExpiringKey(name))
 	args := []any{now, q.opts.Tombstone.Milliseconds()}
 	for _, id := range ids {
 		keys = append(keys, JobKey(name, id), ErrorsKey(name, id), TargetKey(name, id), TombKey(name, id))

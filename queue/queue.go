@@ -73,15 +73,19 @@ type Queue struct {
 	entropy *ulid.MonotonicEntropy
 
 	known sync.Map // queue name -> struct{}: already in QueuesKey
+
+	enq batcher // groups concurrent Enqueue calls
 }
 
 // New returns a Queue over rdb.
 func New(rdb redis.UniversalClient, opts Options) *Queue {
-	return &Queue{
+	q := &Queue{
 		rdb:     rdb,
 		opts:    opts.withDefaults(),
 		entropy: ulid.Monotonic(rand.Reader, 0),
 	}
+	q.enq = batcher{run: q.enqueueBatch, maxFlight: 2, maxBatch: 256}
+	return q
 }
 
 // Options returns the effective options.
@@ -133,124 +137,6 @@ type Enqueued struct {
 	State     string
 	CreatedAt time.Time
 	RunAt     time.Time
-}
-
-// enqueueScript creates a job record and puts it in the ready or scheduled
-// set, or, when another job holds its ordering key's turn, at the back of the
-// key's lane (state queued, in no other set).
-//
-//	KEYS[1..8] state sets; 9 job; 10 ready; 11 scheduled; 12 jobs index;
-//	     13 order holder; 14 order lane (of the job's ordering key, or of key "")
-//	ARGV 1 id; 2 now ms; 3 run_at ms (0: now); 4 ready score; 5 wake channel;
-//	     6 queue; 7 ordering key ('' for none; never with a run_at);
-//	     8.. field/value pairs of the record
-//	returns 0 exists, 1 queued (ready or in the lane), 2 scheduled
-var enqueueScript = newScript(`
-if redis.call('EXISTS', KEYS[9]) == 1 then return 0 end
-local id, now, runat = ARGV[1], ARGV[2], tonumber(ARGV[3])
--- A new record has no state to leave: write it and its index entries
--- directly (setstate would read back what this script just wrote).
-if runat > tonumber(now) then
-  redis.call('HSET', KEYS[9], 'created', now, 'updated', now, 'state', 'scheduled', 'run_at', runat, unpack(ARGV, 8))
-  redis.call('ZADD', KEYS[12], now, id)
-  redis.call('ZADD', KEYS[11], runat, id)
-  redis.call('ZADD', KEYS[S.scheduled], now, id)
-  return 2
-end
-redis.call('HSET', KEYS[9], 'created', now, 'updated', now, 'state', 'queued', unpack(ARGV, 8))
-redis.call('ZADD', KEYS[12], now, id)
-redis.call('ZADD', KEYS[S.queued], now, id)
-if not gate(KEYS[9], id, ARGV[7], KEYS[13], KEYS[14]) then return 1 end
-redis.call('ZADD', KEYS[10], ARGV[4], id)
-if redis.call('ZCARD', KEYS[10]) == 1 then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
-return 1
-`)
-
-// Enqueue stores a new job and makes it runnable (or scheduled, or waiting
-// for its ordering key's turn).
-func (q *Queue) Enqueue(ctx context.Context, j NewJob) (Enqueued, error) {
-	if !ValidQueueName(j.Queue) {
-		return Enqueued{}, ErrBadQueueName
-	}
-	if j.ID == "" {
-		j.ID = q.NewID(j.Queue)
-	} else if name, ok := QueueOf(j.ID); !ok || name != j.Queue {
-		return Enqueued{}, fmt.Errorf("enqueue %s: the id is not %q", j.ID, j.Queue+".{ulid}")
-	}
-	if j.OrderingKey != "" {
-		if !ValidOrderingKey(j.OrderingKey) {
-			return Enqueued{}, fmt.Errorf("enqueue %s: %w: want 1 to %d characters of UTF-8",
-				j.ID, ErrBadOrderingKey, MaxOrderingKey)
-		}
-		if !j.RunAt.IsZero() {
-			return Enqueued{}, fmt.Errorf("enqueue %s: %w: an ordered job cannot have a run_at",
-				j.ID, ErrBadOrderingKey)
-		}
-	}
-	if j.Version == 0 {
-		j.Version = 1
-	}
-	if j.MaxAttempts <= 0 {
-		j.MaxAttempts = 1
-	}
-	now := q.opts.Clock()
-	nowMS := now.UnixMilli()
-	var runAt int64
-	if !j.RunAt.IsZero() && j.RunAt.After(now) {
-		runAt = j.RunAt.UnixMilli()
-	}
-	if err := q.remember(ctx, j.Queue); err != nil {
-		return Enqueued{}, err
-	}
-	keys := append(stateKeys(j.Queue), JobKey(j.Queue, j.ID), ReadyKey(j.Queue),
-		ScheduledKey(j.Queue), JobsKey(j.Queue))
-	keys = append(keys, orderKeys(j.Queue, j.OrderingKey)...)
-	args := []any{j.ID, nowMS, runAt, readyScore(nowMS, j.Priority), ChannelWake, j.Queue, j.OrderingKey,
-		"id", j.ID, "queue", j.Queue, "kind", j.Kind, "ver", j.Version, "args", j.Args,
-		"prio", j.Priority, "attempt", 0, "max", j.MaxAttempts,
-		"timeout", j.Timeout.Milliseconds(), "target_kind", j.Target}
-	if j.Parent != "" {
-		args = append(args, "parent", j.Parent)
-	}
-	if j.OrderingKey != "" {
-		args = append(args, "okey", j.OrderingKey)
-	}
-	code, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int()
-	if err != nil {
-		return Enqueued{}, fmt.Errorf("enqueue %s: %w", j.ID, err)
-	}
-	e := Enqueued{ID: j.ID, State: "queued", CreatedAt: time.UnixMilli(nowMS)}
-	switch code {
-	case 0:
-		return q.ownRetry(ctx, j, nowMS, runAt)
-	case 2:
-		e.State = "scheduled"
-		e.RunAt = time.UnixMilli(runAt)
-	}
-	return e, nil
-}
-
-// ownRetry tells our own write, landed by a client retry after a lost reply
-// (go-redis re-sends a script whose answer timed out), from a job that
-// existed before: the record of our write carries this call's kind and
-// creation time. Our own write is a success — the job is accepted and must
-// not be answered with an error that invites a duplicate.
-func (q *Queue) ownRetry(ctx context.Context, j NewJob, nowMS, runAt int64) (Enqueued, error) {
-	v, err := q.rdb.HMGet(ctx, JobKey(j.Queue, j.ID), "kind", "created").Result()
-	if err != nil {
-		return Enqueued{}, fmt.Errorf("enqueue %s: %w", j.ID, err)
-	}
-	if kind, _ := v[0].(string); kind != j.Kind {
-		return Enqueued{}, ErrExists
-	}
-	if created, _ := v[1].(string); created != strconv.FormatInt(nowMS, 10) {
-		return Enqueued{}, ErrExists
-	}
-	e := Enqueued{ID: j.ID, State: "queued", CreatedAt: time.UnixMilli(nowMS)}
-	if runAt > 0 {
-		e.State, e.RunAt = "scheduled", time.UnixMilli(runAt)
-	}
-	return e, nil
 }
 
 // remember adds name to the set of queues once per process.

@@ -74,17 +74,21 @@ func (s *Store) List(ctx context.Context, f Filter) (api.JobList, error) {
 	// merged newest first.
 	var cands []entry
 	full := false
+	// Every job is in exactly one state set of its queue: with no state
+	// filter, the sets of all states are merged.
+	states := api.States
+	if f.State != "" {
+		states = []string{f.State}
+	}
 	for _, q := range queues {
-		key := queue.JobsKey(q)
-		if f.State != "" {
-			key = queue.StateKey(q, f.State)
+		for _, st := range states {
+			es, more, err := s.page(ctx, queue.StateKey(q, st), q, after, batch)
+			if err != nil {
+				return api.JobList{}, err
+			}
+			full = full || more
+			cands = append(cands, es...)
 		}
-		es, more, err := s.page(ctx, key, q, after, batch)
-		if err != nil {
-			return api.JobList{}, err
-		}
-		full = full || more
-		cands = append(cands, es...)
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].before(cands[j]) })
 	if len(cands) > batch {

@@ -250,6 +250,21 @@ func (r *Registry) Validate(name string, args json.RawMessage) []api.FieldError 
 	if err := json.Unmarshal(args, &v); err != nil {
 		return []api.FieldError{{Field: "/args", Message: err.Error()}}
 	}
+	return r.check(e, v)
+}
+
+// ValidateValue is Validate for arguments already decoded into a generic
+// JSON value (maps, slices, strings, float64 or json.Number, bools, nil), as
+// the API's request validator leaves them.
+func (r *Registry) ValidateValue(name string, v any) []api.FieldError {
+	e := r.get(name)
+	if e == nil {
+		return []api.FieldError{{Field: "/kind", Message: fmt.Sprintf("unknown kind %q", name)}}
+	}
+	return r.check(e, v)
+}
+
+func (r *Registry) check(e *entry, v any) []api.FieldError {
 	if err := e.schema.VisitJSON(v, openapi3.MultiErrors()); err != nil {
 		return api.FieldErrors(err, "/args")
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/offload-dev/offload/api"
 	"github.com/offload-dev/offload/expectconn"
 	"github.com/offload-dev/offload/handlers"
 	"github.com/offload-dev/offload/metrics"
@@ -131,7 +132,15 @@ func floorHandler(rdb redis.UniversalClient) http.Handler {
 
 // countJobs counts every job of the default queue, whatever its state.
 func countJobs(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
-	return rdb.ZCard(ctx, queue.JobsKey("default")).Result()
+	var n int64
+	for _, s := range api.States {
+		c, err := rdb.ZCard(ctx, queue.StateKey("default", s)).Result()
+		if err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, nil
 }
 
 // offloadWithPool is offloadHandler with a worker pool running the jobs, so

@@ -1,0 +1,313 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// enqueueScript creates the records of a batch of new jobs of one queue and
+// puts each in the ready or scheduled set, or, when another job holds its
+// ordering key's turn, at the back of the key's lane (state queued, in no
+// other set). The index writes of the batch are one command per set.
+//
+// It calls no setstate, so it names only the two state sets it writes.
+//
+//	KEYS 1 st:queued; 2 st:scheduled; 3 ready; 4 scheduled; then per job: its
+//	     record and, for a job with an ordering key, the key's holder and lane
+//	ARGV 1 now ms; 2 wake channel; 3 queue; then per job: id, run_at ms (0:
+//	     now), ready score, ordering key ('' for none; never with a run_at),
+//	     n, and n field/value arguments of the record
+//	returns one code per job: 0 exists, 1 queued (ready or in the lane),
+//	     2 scheduled
+var enqueueScript = newScript(`
+local now = ARGV[1]
+local nnow = tonumber(now)
+local out, queued, ready, sched, schedst = {}, {}, {}, {}, {}
+local a, k = 4, 5
+while a <= #ARGV do
+  local id, runat, okey, n = ARGV[a], tonumber(ARGV[a+1]), ARGV[a+3], tonumber(ARGV[a+4])
+  local job, holder, lane = KEYS[k], KEYS[k+1], KEYS[k+2]
+  k = k + 1
+  if okey ~= '' then k = k + 2 end
+  if redis.call('EXISTS', job) == 1 then
+    out[#out+1] = 0
+  elseif runat > nnow then
+    redis.call('HSET', job, 'created', now, 'updated', now, 'state', 'scheduled', 'run_at', runat,
+      unpack(ARGV, a+5, a+4+n))
+    sched[#sched+1], sched[#sched+2] = runat, id
+    schedst[#schedst+1], schedst[#schedst+2] = now, id
+    out[#out+1] = 2
+  else
+    redis.call('HSET', job, 'created', now, 'updated', now, 'state', 'queued', unpack(ARGV, a+5, a+4+n))
+    queued[#queued+1], queued[#queued+2] = now, id
+    if gate(job, id, okey, holder, lane) then
+      ready[#ready+1], ready[#ready+2] = ARGV[a+2], id
+    end
+    out[#out+1] = 1
+  end
+  a = a + 5 + n
+end
+if #queued > 0 then redis.call('ZADD', KEYS[1], unpack(queued)) end
+if #sched > 0 then
+  redis.call('ZADD', KEYS[4], unpack(sched))
+  redis.call('ZADD', KEYS[2], unpack(schedst))
+end
+if #ready > 0 then
+  local empty = redis.call('ZCARD', KEYS[3]) == 0
+  redis.call('ZADD', KEYS[3], unpack(ready))
+  if empty then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+end
+return out
+`)
+
+// Enqueue stores a new job and makes it runnable (or scheduled, or waiting
+// for its ordering key's turn).
+//
+// Concurrent calls share round trips: while one batch of enqueues is on its
+// way to Redis, the calls that arrive wait for it and then go together, one
+// script call per queue (group commit). A lone call goes at once. Once a
+// call's job is handed to a batch, the call waits for the batch's answer
+// whatever happens to ctx, so that an error never hides a job that was
+// stored.
+func (q *Queue) Enqueue(ctx context.Context, j NewJob) (Enqueued, error) {
+	r, err := q.prepare(j)
+	if err != nil {
+		return Enqueued{}, err
+	}
+	if err := q.remember(ctx, r.job.Queue); err != nil {
+		return Enqueued{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Enqueued{}, err
+	}
+	q.enq.do(r)
+	return r.res, r.err
+}
+
+// enqueueReq is one job on its way to Redis, and its answer.
+type enqueueReq struct {
+	job          NewJob
+	nowMS, runAt int64
+	res          Enqueued
+	err          error
+	done         chan struct{}
+}
+
+// prepare checks j, fills its defaults and stamps it.
+func (q *Queue) prepare(j NewJob) (*enqueueReq, error) {
+	if !ValidQueueName(j.Queue) {
+		return nil, ErrBadQueueName
+	}
+	if j.ID == "" {
+		j.ID = q.NewID(j.Queue)
+	} else if name, ok := QueueOf(j.ID); !ok || name != j.Queue {
+		return nil, fmt.Errorf("enqueue %s: the id is not %q", j.ID, j.Queue+".{ulid}")
+	}
+	if j.OrderingKey != "" {
+		if !ValidOrderingKey(j.OrderingKey) {
+			return nil, fmt.Errorf("enqueue %s: %w: want 1 to %d characters of UTF-8",
+				j.ID, ErrBadOrderingKey, MaxOrderingKey)
+		}
+		if !j.RunAt.IsZero() {
+			return nil, fmt.Errorf("enqueue %s: %w: an ordered job cannot have a run_at",
+				j.ID, ErrBadOrderingKey)
+		}
+	}
+	if j.Version == 0 {
+		j.Version = 1
+	}
+	if j.MaxAttempts <= 0 {
+		j.MaxAttempts = 1
+	}
+	now := q.opts.Clock()
+	r := &enqueueReq{job: j, nowMS: now.UnixMilli(), done: make(chan struct{})}
+	if !j.RunAt.IsZero() && j.RunAt.After(now) {
+		r.runAt = j.RunAt.UnixMilli()
+	}
+	return r, nil
+}
+
+// batcher groups concurrent enqueues. At most maxFlight batches are on
+// their way at once; the calls that arrive meanwhile wait in pending and
+// leave with the next batch. The caller that finds a free flight runs
+// batches itself (no hand-off to another goroutine when there is no
+// contention) until its own job is answered, then hands what is pending to
+// a new goroutine.
+type batcher struct {
+	run       func([]*enqueueReq)
+	mu        sync.Mutex
+	pending   []*enqueueReq
+	active    int
+	maxFlight int
+	maxBatch  int
+}
+
+func (b *batcher) do(r *enqueueReq) {
+	b.mu.Lock()
+	b.pending = append(b.pending, r)
+	if b.active >= b.maxFlight {
+		b.mu.Unlock()
+		<-r.done
+		return
+	}
+	b.active++
+	b.mu.Unlock()
+	b.drain(r)
+	<-r.done
+}
+
+// drain runs batches until own has its answer (or, for own == nil, until
+// nothing is pending), then hands on or gives back its flight.
+func (b *batcher) drain(own *enqueueReq) {
+	for {
+		b.mu.Lock()
+		n := min(len(b.pending), b.maxBatch)
+		if n == 0 {
+			b.active--
+			b.mu.Unlock()
+			return
+		}
+		batch := make([]*enqueueReq, n)
+		copy(batch, b.pending)
+		b.pending = append(b.pending[:0], b.pending[n:]...)
+		b.mu.Unlock()
+		b.run(batch)
+		if own == nil {
+			continue
+		}
+		select {
+		case <-own.done:
+			b.mu.Lock()
+			if len(b.pending) == 0 {
+				b.active--
+				b.mu.Unlock()
+				return
+			}
+			b.mu.Unlock()
+			go b.drain(nil) // keeps this flight
+			return
+		default:
+		}
+	}
+}
+
+// enqueueBatch stores a batch: one script call per queue, pipelined when
+// the batch spans queues. Every request is answered.
+func (q *Queue) enqueueBatch(batch []*enqueueReq) {
+	ctx := context.Background()
+	groups := map[string][]*enqueueReq{}
+	var order []string
+	for _, r := range batch {
+		name := r.job.Queue
+		if groups[name] == nil {
+			order = append(order, name)
+		}
+		groups[name] = append(groups[name], r)
+	}
+	if len(order) == 1 {
+		rs := groups[order[0]]
+		keys, args := enqueueCall(rs)
+		q.settle(ctx, rs, enqueueScript.Run(ctx, q.rdb, keys, args...))
+		return
+	}
+	cmds := make([]*redis.Cmd, len(order))
+	_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, name := range order {
+			keys, args := enqueueCall(groups[name])
+			cmds[i] = enqueueScript.EvalSha(ctx, p, keys, args...)
+		}
+		return nil
+	})
+	for i, name := range order {
+		rs, cmd := groups[name], cmds[i]
+		if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			keys, args := enqueueCall(rs)
+			cmd = enqueueScript.Run(ctx, q.rdb, keys, args...)
+		}
+		q.settle(ctx, rs, cmd)
+	}
+}
+
+// enqueueCall builds the keys and arguments of one script call storing rs,
+// jobs of one queue.
+func enqueueCall(rs []*enqueueReq) ([]string, []any) {
+	name := rs[0].job.Queue
+	keys := make([]string, 0, 4+len(rs))
+	keys = append(keys, StateKey(name, "queued"), StateKey(name, "scheduled"), ReadyKey(name), ScheduledKey(name))
+	args := make([]any, 0, 3+27*len(rs))
+	args = append(args, rs[0].nowMS, ChannelWake, name)
+	for _, r := range rs {
+		j := r.job
+		keys = append(keys, JobKey(name, j.ID))
+		if j.OrderingKey != "" {
+			keys = append(keys, orderKeys(name, j.OrderingKey)...)
+		}
+		fields := []any{"id", j.ID, "queue", j.Queue, "kind", j.Kind, "ver", j.Version, "args", j.Args,
+			"prio", j.Priority, "attempt", 0, "max", j.MaxAttempts,
+			"timeout", j.Timeout.Milliseconds(), "target_kind", j.Target}
+		if j.Parent != "" {
+			fields = append(fields, "parent", j.Parent)
+		}
+		if j.OrderingKey != "" {
+			fields = append(fields, "okey", j.OrderingKey)
+		}
+		args = append(args, j.ID, r.runAt, readyScore(r.nowMS, j.Priority), j.OrderingKey, len(fields))
+		args = append(args, fields...)
+	}
+	return keys, args
+}
+
+// settle answers the requests of one script call from its reply.
+func (q *Queue) settle(ctx context.Context, rs []*enqueueReq, cmd *redis.Cmd) {
+	codes, err := cmd.Int64Slice()
+	if err == nil && len(codes) != len(rs) {
+		err = fmt.Errorf("%d answers for %d jobs", len(codes), len(rs))
+	}
+	for i, r := range rs {
+		if err != nil {
+			r.err = fmt.Errorf("enqueue %s: %w", r.job.ID, err)
+			close(r.done)
+			continue
+		}
+		// The creation time stored is the batch's (its first job's clock
+		// reading): the record and the answer must agree.
+		r.nowMS = rs[0].nowMS
+		r.res = Enqueued{ID: r.job.ID, State: "queued", CreatedAt: time.UnixMilli(r.nowMS)}
+		switch codes[i] {
+		case 0:
+			r.res, r.err = q.ownRetry(ctx, r.job, r.nowMS, r.runAt)
+		case 2:
+			r.res.State = "scheduled"
+			r.res.RunAt = time.UnixMilli(r.runAt)
+		}
+		close(r.done)
+	}
+}
+
+// ownRetry tells our own write, landed by a client retry after a lost reply
+// (go-redis re-sends a script whose answer timed out), from a job that
+// existed before: the record of our write carries this call's kind and
+// creation time. Our own write is a success — the job is accepted and must
+// not be answered with an error that invites a duplicate.
+func (q *Queue) ownRetry(ctx context.Context, j NewJob, nowMS, runAt int64) (Enqueued, error) {
+	v, err := q.rdb.HMGet(ctx, JobKey(j.Queue, j.ID), "kind", "created").Result()
+	if err != nil {
+		return Enqueued{}, fmt.Errorf("enqueue %s: %w", j.ID, err)
+	}
+	if kind, _ := v[0].(string); kind != j.Kind {
+		return Enqueued{}, ErrExists
+	}
+	if created, _ := v[1].(string); created != strconv.FormatInt(nowMS, 10) {
+		return Enqueued{}, ErrExists
+	}
+	e := Enqueued{ID: j.ID, State: "queued", CreatedAt: time.UnixMilli(nowMS)}
+	if runAt > 0 {
+		e.State, e.RunAt = "scheduled", time.UnixMilli(runAt)
+	}
+	return e, nil
+}
