@@ -71,6 +71,7 @@ var conformanceCases = []conformanceCase{
 	{"concurrent_fetch_exactly_once", testConcurrentFetch},
 	{"complete_many_in_one_call", testCompleteMany},
 	{"memory_bounded_after_many_jobs", testMemoryBounded},
+	{"concurrent_enqueues_share_batches", testConcurrentEnqueue},
 }
 
 // testMemoryBounded passes many jobs through and checks that, after

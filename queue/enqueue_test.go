@@ -1,0 +1,178 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/offload-dev/offload/queue"
+)
+
+// testConcurrentEnqueue sends many enqueues at once, across queues, mixing
+// scheduled and ordered jobs and one duplicate: they travel in shared
+// batches, and each call gets its own answer — the duplicate fails alone.
+func testConcurrentEnqueue(t *testing.T, e *env) {
+	queues := []string{"cq-a", "cq-b", "cq-c"}
+	e.mu.Lock()
+	for _, q := range queues {
+		e.queues[q] = true
+	}
+	e.mu.Unlock()
+	dup := e.enqueue(queue.NewJob{Queue: "cq-a", Kind: "k"})
+	const n, dupAt = 300, 6 // 6 % 3 == 0: queue cq-a
+	res := make([]queue.Enqueued, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j := queue.NewJob{Queue: queues[i%3], Kind: "k", Priority: i % 10}
+			switch {
+			case i == dupAt:
+				// Another kind: a write of this call's own kind at the same
+				// (fake) millisecond would pass for a retry of this call.
+				j.ID, j.Kind = dup.ID, "other"
+			case i%5 == 0:
+				j.RunAt = e.clock.Now().Add(time.Hour)
+			case i%7 == 0:
+				j.OrderingKey = "key"
+			}
+			res[i], errs[i] = e.q.Enqueue(e.ctx, j)
+		}()
+	}
+	wg.Wait()
+	want := map[string]map[string]int{}
+	ready := map[string]int64{}
+	held := map[string]bool{}
+	for _, q := range queues {
+		want[q] = map[string]int{}
+	}
+	want["cq-a"]["queued"] = 1 // dup
+	ready["cq-a"] = 1
+	seen := map[string]bool{dup.ID: true}
+	for i := range n {
+		q := queues[i%3]
+		if i == dupAt {
+			if !errors.Is(errs[i], queue.ErrExists) {
+				t.Errorf("enqueue of an existing id: %v, want ErrExists", errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Fatalf("enqueue %d: %v", i, errs[i])
+		}
+		if seen[res[i].ID] {
+			t.Fatalf("id %s answered twice", res[i].ID)
+		}
+		seen[res[i].ID] = true
+		state := "queued"
+		switch {
+		case i%5 == 0:
+			state = "scheduled"
+		case i%7 == 0:
+			if !held[q] {
+				held[q] = true
+				ready[q]++
+			}
+		default:
+			ready[q]++
+		}
+		if res[i].State != state {
+			t.Errorf("enqueue %d answered state %q, want %q", i, res[i].State, state)
+		}
+		want[q][state]++
+		e.wantState(q, res[i].ID, state)
+	}
+	for _, q := range queues {
+		e.wantCounts(q, want[q])
+		if got := e.zcard(queue.ReadyKey(q)); got != ready[q] {
+			t.Errorf("ready set of %s holds %d jobs, want %d (one per unordered job, one for the key)", q, got, ready[q])
+		}
+	}
+}
+
+// TestEnqueueGroupCommit checks that concurrent enqueues share script calls:
+// while the first call's script is slowed down, the others gather, and go
+// in a few batches instead of one call each.
+func TestEnqueueGroupCommit(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	var scripts atomic.Int64
+	rdb.AddHook(slowScripts{calls: &scripts, delay: 50 * time.Millisecond})
+	q := queue.New(rdb, queue.Options{})
+	const n = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := q.Enqueue(t.Context(), queue.NewJob{Queue: "default", Kind: "k"})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := rdb.ZCard(t.Context(), queue.ReadyKey("default")).Val(); got != n {
+		t.Fatalf("%d jobs ready, want %d", got, n)
+	}
+	if c := scripts.Load(); c > n/4 {
+		t.Errorf("%d script calls for %d concurrent enqueues: not batched", c, n)
+	}
+}
+
+// TestEnqueueCanceledContext: a call whose context is done before its job
+// is handed to a batch stores nothing and says so.
+func TestEnqueueCanceledContext(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	q := queue.New(rdb, queue.Options{})
+	// Register the queue first: the canceled call must fail on its own context.
+	if _, err := q.Enqueue(t.Context(), queue.NewJob{Queue: "default", Kind: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := q.Enqueue(ctx, queue.NewJob{Queue: "default", Kind: "k"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("enqueue with a canceled context: %v", err)
+	}
+	if got := rdb.ZCard(t.Context(), queue.ReadyKey("default")).Val(); got != 1 {
+		t.Fatalf("%d jobs ready, want 1", got)
+	}
+}
+
+// slowScripts counts script calls and slows each down.
+type slowScripts struct {
+	calls *atomic.Int64
+	delay time.Duration
+}
+
+func (slowScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h slowScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); n == "evalsha" || n == "eval" {
+			h.calls.Add(1)
+			time.Sleep(h.delay)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h slowScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
