@@ -141,11 +141,6 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 			}
 			neg.wait = 0
 		} else {
-			if neg.expect != 0 {
-				if err := a.admitSync(r.Context(), nj.Queue); err != nil {
-					return err
-				}
-			}
 			// Watch before enqueueing, so that the completion cannot be missed.
 			if nj.ID == "" {
 				nj.ID = a.q.NewID(nj.Queue)
@@ -155,9 +150,19 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 			defer stop()
 		}
 	}
-	e, err := a.q.Enqueue(r.Context(), nj)
+	e, handedOff, err := a.handoff(r.Context(), nj, done != nil)
 	if err != nil {
 		return err
+	}
+	if !handedOff {
+		if done != nil && neg.expect != 0 {
+			if err := a.admitSync(r.Context(), nj.Queue); err != nil {
+				return err
+			}
+		}
+		if e, err = a.q.Enqueue(r.Context(), nj); err != nil {
+			return err
+		}
 	}
 	enqueued = true
 	settle()
@@ -183,6 +188,35 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 		return nil // the client left; the job goes on
 	}
 	return a.answerSync(w, r, neg, job, finished)
+}
+
+// handoff stores a job that a request waits for already leased to a free
+// worker slot of this process, and starts it, when its queue is idle
+// (queue.Handoff): the wait is then one round trip to store it and one to
+// record its outcome. ok is false, with nothing stored, when the job must go
+// through its queue instead.
+func (a *API) handoff(ctx context.Context, nj queue.NewJob, waiting bool) (queue.Enqueued, bool, error) {
+	if !waiting || a.cfg.Handoff == nil || nj.OrderingKey != "" || !nj.RunAt.IsZero() {
+		return queue.Enqueued{}, false, nil
+	}
+	run, release, ok := a.cfg.Handoff(nj.Queue)
+	if !ok {
+		return queue.Enqueued{}, false, nil
+	}
+	e, d, err := a.q.Handoff(ctx, nj)
+	switch {
+	case errors.Is(err, queue.ErrDeclined):
+		release()
+		return queue.Enqueued{}, false, nil
+	case err != nil:
+		release()
+		return queue.Enqueued{}, false, err
+	case d == nil:
+		release() // stored, delivery unknown: it runs once its lease runs out
+		return e, true, nil
+	}
+	run(d)
+	return e, true, nil
 }
 
 // accepted answers 202 with job's status resource.

@@ -62,6 +62,14 @@ type Config struct {
 	// SyncMaxBacklog is how many runnable jobs per live worker slot may wait
 	// ahead of a synchronous job before it is refused with 417 (default 10).
 	SyncMaxBacklog int
+	// Handoff, when this process also runs workers (ROLE=all), reserves a
+	// free worker slot for a job of the named queue: a synchronous job of
+	// an idle queue is then stored already leased to this process
+	// (queue.Handoff) and run at once, without a round trip through the
+	// queue. run starts the reserved slot on the delivery; release gives the
+	// slot back unused. ok is false when no slot is free or the pool does
+	// not drain the queue. Nil: every job goes through the queue.
+	Handoff func(queue string) (run func(*queue.Delivery), release func(), ok bool)
 }
 
 // API holds the dependencies of the handlers.

@@ -102,7 +102,7 @@ func (a *API) admitSync(ctx context.Context, name string) error {
 	if workers == 0 {
 		return expectationFailed(fmt.Sprintf("no live worker drains queue %q, so the job cannot finish while you wait; send it without Expect and poll", name))
 	}
-	backlog, err := a.q.Backlog(ctx, name)
+	backlog, paused, err := a.q.Admission(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -110,11 +110,7 @@ func (a *API) admitSync(ctx context.Context, name string) error {
 		return expectationFailed(fmt.Sprintf("queue %q has %d jobs ahead for %d worker slots, over the synchronous limit of %d per slot; send it without Expect and poll",
 			name, backlog, workers, a.cfg.SyncMaxBacklog))
 	}
-	st, err := a.q.Stats(ctx, name)
-	if err != nil {
-		return err
-	}
-	if st.Paused {
+	if paused {
 		return expectationFailed(fmt.Sprintf("queue %q is paused, so no worker drains it and the job cannot finish while you wait; send it without Expect and poll", name))
 	}
 	return nil

@@ -72,6 +72,7 @@ var conformanceCases = []conformanceCase{
 	{"complete_many_in_one_call", testCompleteMany},
 	{"memory_bounded_after_many_jobs", testMemoryBounded},
 	{"concurrent_enqueues_share_batches", testConcurrentEnqueue},
+	{"handoff_to_an_idle_queue", testHandoff},
 }
 
 // testMemoryBounded passes many jobs through and checks that, after

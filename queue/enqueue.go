@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -247,19 +248,26 @@ func enqueueCall(rs []*enqueueReq) ([]string, []any) {
 		if j.OrderingKey != "" {
 			keys = append(keys, orderKeys(name, j.OrderingKey)...)
 		}
-		fields := []any{"id", j.ID, "queue", j.Queue, "kind", j.Kind, "ver", j.Version, "args", j.Args,
-			"prio", j.Priority, "attempt", 0, "max", j.MaxAttempts,
-			"timeout", j.Timeout.Milliseconds(), "target_kind", j.Target}
-		if j.Parent != "" {
-			fields = append(fields, "parent", j.Parent)
-		}
-		if j.OrderingKey != "" {
-			fields = append(fields, "okey", j.OrderingKey)
-		}
+		fields := recordFields(j)
 		args = append(args, j.ID, r.runAt, readyScore(r.nowMS, j.Priority), j.OrderingKey, len(fields))
 		args = append(args, fields...)
 	}
 	return keys, args
+}
+
+// recordFields are the field/value arguments of a new job's record, but
+// for its state and times.
+func recordFields(j NewJob) []any {
+	fields := []any{"id", j.ID, "queue", j.Queue, "kind", j.Kind, "ver", j.Version, "args", j.Args,
+		"prio", j.Priority, "attempt", 0, "max", j.MaxAttempts,
+		"timeout", j.Timeout.Milliseconds(), "target_kind", j.Target}
+	if j.Parent != "" {
+		fields = append(fields, "parent", j.Parent)
+	}
+	if j.OrderingKey != "" {
+		fields = append(fields, "okey", j.OrderingKey)
+	}
+	return fields
 }
 
 // settle answers the requests of one script call from its reply.
@@ -310,4 +318,98 @@ func (q *Queue) ownRetry(ctx context.Context, j NewJob, nowMS, runAt int64) (Enq
 		e.State, e.RunAt = "scheduled", time.UnixMilli(runAt)
 	}
 	return e, nil
+}
+
+// handoffScript stores a new job already leased to the caller, when the
+// queue is idle: not paused and nothing ready ahead of it. Otherwise it
+// writes nothing. The job starts as Fetch would start it: running, attempt
+// 1, with a fencing token and a lease deadline.
+//
+//	KEYS 1 st:running; 2 ready; 3 leased; 4 tokens; 5 seq; 6 meta; 7 job
+//	ARGV 1 now ms; 2 lease deadline ms; 3 id; then field/value arguments of
+//	     the record, its state and times included (a field named twice
+//	     takes its last value)
+//	returns {0} exists, {-1} declined (paused, or jobs ready), {1, token}
+var handoffScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[7]) == 1 then return {0} end
+if redis.call('HGET', KEYS[6], 'paused') == '1' or redis.call('ZCARD', KEYS[2]) > 0 then return {-1} end
+local now, id = ARGV[1], ARGV[3]
+local tok = redis.call('INCR', KEYS[5])
+redis.call('HSET', KEYS[7], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[1], now, id)
+redis.call('HSET', KEYS[4], id, tok)
+redis.call('ZADD', KEYS[3], ARGV[2], id)
+return {1, tostring(tok)}
+`)
+
+// ErrDeclined: Handoff stored nothing because the queue is paused or has
+// jobs ready ahead of this one; enqueue it instead.
+var ErrDeclined = errors.New("hand-off declined: the queue is paused or busy")
+
+// Handoff stores j already leased to the caller, who runs it at once, when
+// its queue is idle (not paused, no job ready ahead of it): the job skips
+// the ready set, and its first attempt needs no fetch. The caller owns the
+// delivery as if Fetch had returned it: it heartbeats, completes or fails
+// it, and a caller that dies loses nothing (the lease expires and the
+// reaper returns the job). A job with an ordering key or a run_at is never
+// handed off (ErrDeclined), nor one for a busy or paused queue, and then
+// nothing is stored. In the rare case where the job is stored but its
+// delivery is unknown (a lost reply), Handoff returns no delivery and no
+// error: the job runs once its lease has run out.
+func (q *Queue) Handoff(ctx context.Context, j NewJob) (Enqueued, *Delivery, error) {
+	if j.OrderingKey != "" || !j.RunAt.IsZero() {
+		return Enqueued{}, nil, ErrDeclined
+	}
+	r, err := q.prepare(j)
+	if err != nil {
+		return Enqueued{}, nil, err
+	}
+	j = r.job
+	if err := q.remember(ctx, j.Queue); err != nil {
+		return Enqueued{}, nil, err
+	}
+	name := j.Queue
+	keys := []string{StateKey(name, "running"), ReadyKey(name), LeasedKey(name), TokensKey(name),
+		SeqKey(name), MetaKey(name), JobKey(name, j.ID)}
+	args := []any{r.nowMS, r.nowMS + q.opts.Lease.Milliseconds(), j.ID}
+	args = append(args, recordFields(j)...)
+	args = append(args, "created", r.nowMS, "updated", r.nowMS, "started", r.nowMS, "state", "running", "attempt", 1)
+	res, err := handoffScript.Run(ctx, q.rdb, keys, args...).Slice()
+	if err != nil {
+		return Enqueued{}, nil, fmt.Errorf("hand off %s: %w", j.ID, err)
+	}
+	created := time.UnixMilli(r.nowMS)
+	switch toInt(res[0]) {
+	case 0:
+		// A client retry after a lost reply finds our own write: the job is
+		// stored and leased under a token this call never learned. It is
+		// accepted; its lease runs out and the reaper puts it in its queue.
+		if _, err := q.ownRetry(ctx, j, r.nowMS, 0); err != nil {
+			return Enqueued{}, nil, err
+		}
+		return Enqueued{ID: j.ID, State: "running", CreatedAt: created}, nil, nil
+	case -1:
+		return Enqueued{}, nil, ErrDeclined
+	}
+	d := &Delivery{
+		ID: j.ID, Queue: name, Kind: j.Kind, Version: j.Version, Args: j.Args, Attempt: 1,
+		MaxAttempts: j.MaxAttempts, Timeout: j.Timeout, RunnableSince: created, Token: toString(res[1]),
+	}
+	return Enqueued{ID: j.ID, State: "running", CreatedAt: created}, d, nil
+}
+
+// Admission returns what decides whether a job of queue name may be waited
+// for: how many jobs are ready ahead of it, and whether the queue is paused.
+func (q *Queue) Admission(ctx context.Context, name string) (backlog int64, paused bool, err error) {
+	var n *redis.IntCmd
+	var p *redis.StringCmd
+	_, err = q.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		n = pl.ZCard(ctx, ReadyKey(name))
+		p = pl.HGet(ctx, MetaKey(name), "paused")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, false, fmt.Errorf("admission %s: %w", name, err)
+	}
+	return n.Val(), p.Val() == "1", nil
 }

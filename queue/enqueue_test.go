@@ -176,3 +176,75 @@ func (h slowScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h slowScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
+
+// testHandoff: a job handed off to an idle queue's caller starts leased and
+// running, completes like a fetched one, and is reaped like one when its
+// runner dies; a busy, paused or ordered queue declines and stores nothing.
+func testHandoff(t *testing.T, e *env) {
+	const q = "handoff"
+	e.mu.Lock()
+	e.queues[q] = true
+	e.mu.Unlock()
+	done := e.subscribe(queue.ChannelDone)
+	en, d, err := e.q.Handoff(e.ctx, queue.NewJob{Queue: q, Kind: "k", Args: []byte(`{"n":1}`), MaxAttempts: 3})
+	if err != nil {
+		t.Fatalf("Handoff to an idle queue: %v", err)
+	}
+	if en.State != "running" || d == nil || d.ID != en.ID || d.Attempt != 1 || d.Token == "" ||
+		d.Kind != "k" || string(d.Args) != `{"n":1}` || d.MaxAttempts != 3 {
+		t.Fatalf("Handoff = %+v, %+v", en, d)
+	}
+	e.wantState(q, d.ID, "running")
+	e.wantFields(q, d.ID, map[string]string{"state": "running", "attempt": "1", "kind": "k"})
+	e.wantScore(queue.LeasedKey(q), d.ID, e.nowMS()+testLease.Milliseconds())
+	e.wantNotIn(queue.ReadyKey(q), d.ID)
+	e.fetchNone(q)
+	e.complete(d, queue.Outcome{Result: []byte(`7`)})
+	done.expect(d.ID)
+	e.wantState(q, d.ID, "succeeded")
+
+	// A runner that dies: its lease expires and the reaper puts the job back
+	// in its queue.
+	_, lost, err := e.q.Handoff(e.ctx, queue.NewJob{Queue: q, Kind: "k", MaxAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(testLease)
+	if n, err := e.q.Reap(e.ctx, q, 10); err != nil || n != 1 {
+		t.Fatalf("Reap = %d, %v; want 1", n, err)
+	}
+	e.wantState(q, lost.ID, "queued")
+	if err := e.q.Complete(e.ctx, lost, queue.Outcome{}); !errors.Is(err, queue.ErrLeaseLost) {
+		t.Errorf("complete of a reaped hand-off: %v, want ErrLeaseLost", err)
+	}
+
+	// Declined, storing nothing: jobs ready ahead, a paused queue, an
+	// ordering key, a run_at. The reaped job is ready: the queue is busy.
+	declined := func(j queue.NewJob) {
+		t.Helper()
+		j.ID = e.q.NewID(q)
+		if _, d, err := e.q.Handoff(e.ctx, j); !errors.Is(err, queue.ErrDeclined) || d != nil {
+			t.Errorf("Handoff(%+v) = %v, %v; want ErrDeclined", j, d, err)
+		}
+		if e.exists(queue.JobKey(q, j.ID)) {
+			t.Errorf("a declined hand-off stored %s", j.ID)
+		}
+	}
+	declined(queue.NewJob{Queue: q, Kind: "k"})
+	e.fetchOne(q, lost.ID)
+	if err := e.q.SetPaused(e.ctx, q, true); err != nil {
+		t.Fatal(err)
+	}
+	declined(queue.NewJob{Queue: q, Kind: "k"})
+	if err := e.q.SetPaused(e.ctx, q, false); err != nil {
+		t.Fatal(err)
+	}
+	declined(queue.NewJob{Queue: q, Kind: "k", OrderingKey: "o"})
+	declined(queue.NewJob{Queue: q, Kind: "k", RunAt: e.clock.Now().Add(time.Minute)})
+	if _, _, err := e.q.Handoff(e.ctx, queue.NewJob{ID: d.ID, Queue: q, Kind: "k"}); !errors.Is(err, queue.ErrExists) {
+		t.Errorf("Handoff of an existing id: %v, want ErrExists", err)
+	}
+	if backlog, paused, err := e.q.Admission(e.ctx, q); err != nil || backlog != 0 || paused {
+		t.Errorf("Admission = %d, %v, %v; want 0, false", backlog, paused, err)
+	}
+}
