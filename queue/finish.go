@@ -29,7 +29,12 @@ type Outcome struct {
 
 // completeScript records successful attempts of one queue, fenced by their
 // tokens. One call records a batch, so that a busy worker acknowledges many
-// jobs in one round trip.
+// jobs in one round trip, and writes the queue-level keys once for the whole
+// batch: one HMGET of the tokens, one HDEL and ZREM to end the leases, one
+// ZREM per state the jobs leave, one ZADD into succeeded and one into
+// expiring, and one message on the done channel carrying every id recorded
+// (space-separated; one message per 1000 ids). Each job costs one HMGET and one HSET of its record,
+// plus its target, follow-ups and ordering key's turn when it has them.
 //
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 throughput of
 //	     this minute; 13 ready; 14 outbox; then per job: 15 job, 16 target,
@@ -39,41 +44,67 @@ type Outcome struct {
 //	     11 target body, 12 ordering key, 13 follow-ups (JSON array or ''),
 //	     14 follow-up ids (comma-separated) (9 args a job)
 //	returns one code per job: 1 done, 0 lease lost, -1 ordering key mismatch
-var completeScript = newScript(`
-local now, out, done = ARGV[1], {}, 0
-for k = 15, #KEYS, 4 do
-  local a = 6 + (k - 15) / 4 * 9
-  local id, job = ARGV[a], KEYS[k]
-  local f = redis.call('HMGET', job, 'state', 'created', 'okey')
-  if redis.call('HGET', KEYS[9], id) ~= ARGV[a+1] then
-    out[#out+1] = 0
-  elseif (f[3] or '') ~= ARGV[a+6] then
-    out[#out+1] = -1
+var completeScript = newScript(luaMany + `
+local now, exp, n = ARGV[1], ARGV[2], (#KEYS - 14) / 4
+local ids = {}
+for j = 1, n do ids[j] = ARGV[6 + (j-1)*9] end
+local toks = many('HMGET', KEYS[9], ids)
+local out, done, seen, from, succeeded, expiring = {}, {}, {}, {}, {}, {}
+for j = 1, n do
+  local a, k = 6 + (j-1)*9, 15 + (j-1)*4
+  local id, job = ids[j], KEYS[k]
+  if toks[j] ~= ARGV[a+1] or seen[id] then
+    out[j] = 0 -- a repeated id: its first completion ended the lease
   else
-    redis.call('HDEL', KEYS[9], id)
-    redis.call('ZREM', KEYS[10], id)
-    -- setstate, without reading back what HMGET just read
-    if f[1] and S[f[1]] then redis.call('ZREM', KEYS[S[f[1]]], id) end
-    redis.call('ZADD', KEYS[S.succeeded], f[2], id)
-    redis.call('HSET', job, 'state', 'succeeded', 'updated', now, 'finished', now, 'expires', ARGV[2], 'pct', 100)
-    if ARGV[a+2] ~= '' then redis.call('HSET', job, 'result', ARGV[a+2]) end
-    if ARGV[a+3] ~= '' then
-      redis.call('HSET', job, 'target', ARGV[a+3])
-      redis.call('HSET', KEYS[k+1], 'type', ARGV[a+4], 'body', ARGV[a+5])
+    local f = redis.call('HMGET', job, 'state', 'created', 'okey')
+    if (f[3] or '') ~= ARGV[a+6] then
+      out[j] = -1
+    else
+      seen[id] = true
+      done[#done+1] = id
+      local s = f[1] and S[f[1]]
+      if s then
+        from[s] = from[s] or {}
+        from[s][#from[s]+1] = id
+      end
+      succeeded[#succeeded+1] = f[2] or '0'
+      succeeded[#succeeded+1] = id
+      expiring[#expiring+1] = exp
+      expiring[#expiring+1] = id
+      if ARGV[a+2] == '' and ARGV[a+3] == '' and ARGV[a+7] == '' then
+        redis.call('HSET', job, 'state', 'succeeded', 'updated', now, 'finished', now, 'expires', exp, 'pct', '100')
+      else
+        local h = {'state', 'succeeded', 'updated', now, 'finished', now, 'expires', exp, 'pct', '100'}
+        if ARGV[a+2] ~= '' then h[#h+1] = 'result'; h[#h+1] = ARGV[a+2] end
+        if ARGV[a+3] ~= '' then
+          h[#h+1] = 'target'; h[#h+1] = ARGV[a+3]
+          redis.call('HSET', KEYS[k+1], 'type', ARGV[a+4], 'body', ARGV[a+5])
+        end
+        if ARGV[a+7] ~= '' then
+          redis.call('RPUSH', KEYS[14], ARGV[a+7])
+          h[#h+1] = 'children'; h[#h+1] = ARGV[a+8]
+        end
+        redis.call('HSET', job, unpack(h))
+      end
+      if ARGV[a+6] ~= '' then
+        release(id, ARGV[a+6], KEYS[k+2], KEYS[k+3], KEYS[13], now, ARGV[4], ARGV[5])
+      end
+      out[j] = 1
     end
-    redis.call('ZADD', KEYS[11], ARGV[2], id)
-    if ARGV[a+7] ~= '' then
-      redis.call('RPUSH', KEYS[14], ARGV[a+7])
-      redis.call('HSET', job, 'children', ARGV[a+8])
-    end
-    release(id, ARGV[a+6], KEYS[k+2], KEYS[k+3], KEYS[13], now, ARGV[4], ARGV[5])
-    redis.call('PUBLISH', ARGV[3], id)
-    done = done + 1
-    out[#out+1] = 1
   end
 end
-if done > 0 then
-  redis.call('HINCRBY', KEYS[12], 'succeeded', done)
+if #done > 0 then
+  many('HDEL', KEYS[9], done)
+  many('ZREM', KEYS[10], done)
+  -- setstate for the batch, without reading back what HMGET just read: leave
+  -- every state first, then enter succeeded.
+  for s, list in pairs(from) do many('ZREM', KEYS[s], list) end
+  many('ZADD', KEYS[S.succeeded], succeeded)
+  many('ZADD', KEYS[11], expiring)
+  for i = 1, #done, 1000 do
+    redis.call('PUBLISH', ARGV[3], table.concat(done, ' ', i, math.min(i + 999, #done)))
+  end
+  redis.call('HINCRBY', KEYS[12], 'succeeded', #done)
   redis.call('EXPIRE', KEYS[12], 1200)
 end
 return out
@@ -109,13 +140,18 @@ func (q *Queue) CompleteMany(ctx context.Context, name string, cs []Completion) 
 		ThroughputKey(name, minute(now)), ReadyKey(name), OutboxKey(name))
 	args := make([]any, 0, 5+9*len(cs))
 	args = append(args, now.UnixMilli(), now.Add(q.opts.Retention).UnixMilli(), ChannelDone, ChannelWake, name)
+	unordered := orderKeys(name, "")
 	for _, c := range cs {
 		d := c.D
 		if d.Queue != name {
 			return nil, fmt.Errorf("complete %s: delivery of queue %s in a batch of %s", d.ID, d.Queue, name)
 		}
 		keys = append(keys, JobKey(name, d.ID), TargetKey(name, d.ID))
-		keys = append(keys, orderKeys(name, d.OrderingKey)...)
+		if d.OrderingKey == "" {
+			keys = append(keys, unordered...)
+		} else {
+			keys = append(keys, orderKeys(name, d.OrderingKey)...)
+		}
 		fu, ids, err := followUps(c.O.FollowUps)
 		if err != nil {
 			return nil, fmt.Errorf("complete %s: %w", d.ID, err)

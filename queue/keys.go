@@ -47,7 +47,8 @@ const (
 	ChannelWake = prefix + "wake"
 	// ChannelCancel carries the id of a running job whose cancel was requested.
 	ChannelCancel = prefix + "cancel"
-	// ChannelDone carries the id of a job that reached a terminal state.
+	// ChannelDone carries the id of a job that reached a terminal state, or
+	// the space-separated ids of a batch of jobs that did.
 	ChannelDone = prefix + "done"
 )
 

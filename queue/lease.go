@@ -33,61 +33,102 @@ type Delivery struct {
 	OrderingKey string
 }
 
+// luaMany is Lua that script bodies include (after the prelude, if any) to
+// run a multi-member command (HSET, HMGET, ZADD, ZREM, HDEL) over a whole
+// batch in as few calls as Lua allows: unpack() is bounded by the C stack
+// (LUAI_MAXCSTACK, 8000), so long argument lists go in chunks of manyChunk,
+// an even number so that field/value and score/member pairs stay whole.
+//
+//	many(cmd, key, args)  returns the replies of table-valued commands
+//	                      (HMGET), concatenated; nothing for an empty args
+const luaMany = `
+local function many(cmd, key, args)
+  local n, res = #args, nil
+  for i = 1, n, 4000 do
+    local r = redis.call(cmd, key, unpack(args, i, math.min(i + 3999, n)))
+    if res == nil or type(r) ~= 'table' then
+      res = r
+    else
+      for _, v in ipairs(r) do res[#res+1] = v end
+    end
+  end
+  return res
+end
+`
+
 // leaseScript takes up to n jobs off the ready set and leases them. It touches
 // only queue-level keys: the job records are updated by startScript, whose
-// keys the caller can name once it knows the ids.
+// keys the caller can name once it knows the ids. The batch takes one block
+// of fencing tokens (one INCRBY) and is recorded with one HSET and one ZADD.
 //
 //	KEYS 1 ready; 2 leased; 3 tokens; 4 seq; 5 meta
 //	ARGV 1 now ms; 2 lease ms; 3 n
 //	returns {id1, token1, id2, token2, ...}
-var leaseScript = redis.NewScript(`
+var leaseScript = redis.NewScript(luaMany + `
 if redis.call('HGET', KEYS[5], 'paused') == '1' then return {} end
 local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[3])
-local out = {}
-local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
-for i = 1, #popped, 2 do
-  local id = popped[i]
-  local tok = redis.call('INCR', KEYS[4])
-  redis.call('HSET', KEYS[3], id, tok)
-  redis.call('ZADD', KEYS[2], deadline, id)
-  out[#out+1] = id
-  out[#out+1] = tostring(tok)
+local n = #popped / 2
+if n == 0 then return {} end
+local first = redis.call('INCRBY', KEYS[4], n) - n
+local deadline = string.format('%d', tonumber(ARGV[1]) + tonumber(ARGV[2]))
+local out, leased = {}, {}
+for i = 1, n do
+  local id = popped[2*i-1]
+  out[2*i-1], out[2*i] = id, tostring(first + i)
+  leased[2*i-1], leased[2*i] = deadline, id
 end
+many('HSET', KEYS[3], out)
+many('ZADD', KEYS[2], leased)
 return out
 `)
 
 // startScript marks leased jobs running and returns what their workers need.
-// A job whose token no longer matches (canceled meanwhile) is skipped.
+// A job whose token no longer matches (canceled meanwhile) is skipped. The
+// tokens are read with one HMGET and the state sets moved with one ZREM and
+// one ZADD for the batch; each job costs one HMGET and one HSET of its record.
 //
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11.. job records
 //	ARGV 1 now ms; then id, token per job record
-//	returns per job {0} skipped, or
-//	        {1, attempt, kind, ver, args, max, timeout, ckpt, runnable since ms, ordering key}
-var startScript = newScript(`
-local now = ARGV[1]
-local out = {}
-for i = 11, #KEYS do
-  local a = (i - 11) * 2 + 2
-  local id, tok, job = ARGV[a], ARGV[a+1], KEYS[i]
-  local f = redis.call('HMGET', job, 'state', 'kind', 'ver', 'args', 'max', 'timeout', 'ckpt', 'created',
-    'run_at', 'okey', 'attempt')
-  if redis.call('HGET', KEYS[9], id) ~= tok then
-    out[#out+1] = {0}
-  elseif f[1] ~= 'queued' then
-    redis.call('HDEL', KEYS[9], id)
-    redis.call('ZREM', KEYS[10], id)
-    out[#out+1] = {0}
+//	returns a flat array: per job 0 (skipped), or 1 followed by attempt, kind,
+//	        ver, args, max, timeout, ckpt, runnable since ms, ordering key
+var startScript = newScript(luaMany + `
+local now, n = ARGV[1], #KEYS - 10
+local ids = {}
+for j = 1, n do ids[j] = ARGV[2*j] end
+local toks = many('HMGET', KEYS[9], ids)
+local out, started, running, gone = {}, {}, {}, {}
+for j = 1, n do
+  local id, job = ids[j], KEYS[10+j]
+  if toks[j] ~= ARGV[2*j+1] then
+    out[#out+1] = 0
   else
-    -- One read above, direct writes here: the state move of setstate
-    -- without reading back what was just read.
-    local attempt = (tonumber(f[11] or '0') or 0) + 1
-    redis.call('ZREM', KEYS[S.queued], id)
-    redis.call('ZADD', KEYS[S.running], f[8], id)
-    redis.call('HSET', job, 'state', 'running', 'updated', now, 'started', now, 'attempt', attempt)
-    local since = math.max(tonumber(f[8] or '0') or 0, tonumber(f[9] or '0') or 0)
-    out[#out+1] = {1, attempt, f[2] or '', f[3] or '1', f[4] or '', f[5] or '1', f[6] or '0', f[7] or '',
-      tostring(since), f[10] or ''}
+    local f = redis.call('HMGET', job, 'state', 'kind', 'ver', 'args', 'max', 'timeout', 'ckpt', 'created',
+      'run_at', 'okey', 'attempt')
+    if f[1] ~= 'queued' then
+      gone[#gone+1] = id
+      out[#out+1] = 0
+    else
+      -- The state move of setstate, without reading back what was just read.
+      local attempt = (tonumber(f[11] or '0') or 0) + 1
+      started[#started+1] = id
+      running[#running+1] = f[8] or '0'
+      running[#running+1] = id
+      redis.call('HSET', job, 'state', 'running', 'updated', now, 'started', now, 'attempt', attempt)
+      local since = math.max(tonumber(f[8] or '0') or 0, tonumber(f[9] or '0') or 0)
+      local o = #out
+      out[o+1], out[o+2], out[o+3], out[o+4], out[o+5] = 1, attempt, f[2] or '', f[3] or '1', f[4] or ''
+      out[o+6], out[o+7], out[o+8], out[o+9], out[o+10] = f[5] or '1', f[6] or '0', f[7] or '', since, f[10] or ''
+
+    end
   end
+end
+if #started > 0 then
+  many('ZREM', KEYS[S.queued], started)
+  many('ZADD', KEYS[S.running], running)
+end
+if #gone > 0 then
+  many('HDEL', KEYS[9], gone)
+  many('ZREM', KEYS[10], gone)
 end
 return out
 `)
@@ -121,25 +162,27 @@ func (q *Queue) Fetch(ctx context.Context, name string, n int) ([]*Delivery, err
 	if err != nil {
 		return nil, fmt.Errorf("start jobs of %s: %w", name, err)
 	}
-	out := make([]*Delivery, 0, len(res))
-	for i, r := range res {
-		f, _ := r.([]any)
-		if len(f) < 10 || toInt(f[0]) != 1 {
+	out := make([]*Delivery, 0, len(raw)/2)
+	for i, j := 0, 0; j < len(res) && i < len(raw); i += 2 {
+		if toInt(res[j]) != 1 || j+10 > len(res) {
+			j++
 			continue
 		}
+		f := res[j+1 : j+10]
+		j += 10
 		out = append(out, &Delivery{
-			ID:            raw[2*i],
-			Token:         raw[2*i+1],
+			ID:            raw[i],
+			Token:         raw[i+1],
 			Queue:         name,
-			Attempt:       toInt(f[1]),
-			Kind:          toString(f[2]),
-			Version:       toInt(f[3]),
-			Args:          []byte(toString(f[4])),
-			MaxAttempts:   toInt(f[5]),
-			Timeout:       time.Duration(toInt(f[6])) * time.Millisecond,
-			Checkpoint:    nonEmpty(toString(f[7])),
-			RunnableSince: time.UnixMilli(int64(toInt(f[8]))),
-			OrderingKey:   toString(f[9]),
+			Attempt:       toInt(f[0]),
+			Kind:          toString(f[1]),
+			Version:       toInt(f[2]),
+			Args:          []byte(toString(f[3])),
+			MaxAttempts:   toInt(f[4]),
+			Timeout:       time.Duration(toInt(f[5])) * time.Millisecond,
+			Checkpoint:    nonEmpty(toString(f[6])),
+			RunnableSince: time.UnixMilli(int64(toInt(f[7]))),
+			OrderingKey:   toString(f[8]),
 		})
 	}
 	return out, nil

@@ -2,6 +2,7 @@ package statusstore
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,12 +77,21 @@ func (w *Waiter) Waiting() int {
 	return n
 }
 
-func (w *Waiter) notify(id string) {
+// notify wakes the waiters of the jobs named in payload: one id, or the
+// space-separated ids of a batch of completions recorded together.
+func (w *Waiter) notify(payload string) {
+	var woken []chan struct{}
 	w.mu.Lock()
-	chs := w.waiting[id]
-	delete(w.waiting, id)
+	if len(w.waiting) > 0 {
+		for id := range strings.FieldsSeq(payload) {
+			if chs, ok := w.waiting[id]; ok {
+				woken = append(woken, chs...)
+				delete(w.waiting, id)
+			}
+		}
+	}
 	w.mu.Unlock()
-	for _, ch := range chs {
+	for _, ch := range woken {
 		close(ch)
 	}
 }

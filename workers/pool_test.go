@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,7 +47,9 @@ func (s *doneSub) wait(t *testing.T, id string) {
 	for !s.seen[id] {
 		select {
 		case m := <-s.ch:
-			s.seen[m.Payload] = true
+			for _, done := range strings.Fields(m.Payload) { // a batch names several
+				s.seen[done] = true
+			}
 		case <-timeout:
 			t.Fatalf("job %s: not done within %v", id, eventTimeout)
 		}

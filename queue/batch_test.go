@@ -1,0 +1,161 @@
+package queue_test
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/offload-dev/offload/queue"
+)
+
+// TestBatchTransitions runs the cases of the batched transitions (one
+// multi-member command per batch, one done message per batch) against every
+// backend, like TestConformance.
+func TestBatchTransitions(t *testing.T) {
+	cases := []conformanceCase{
+		{"complete_many_publishes_one_done_message", testCompleteManyDone},
+		{"complete_many_refuses_a_repeated_delivery", testCompleteManyRepeated},
+		{"batches_past_the_lua_unpack_limit", testBigBatch},
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			newEnv := b.setup(t)
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) { c.run(t, newEnv(t)) })
+			}
+		})
+	}
+}
+
+// testCompleteManyDone: a batch publishes one message on the done channel,
+// the recorded ids separated by spaces, without the refused ones; jobs with
+// an ordering key pass its turn on within the batch.
+func testCompleteManyDone(t *testing.T, e *env) {
+	const q, key = "batchdone", "k"
+	done := e.subscribe(queue.ChannelDone)
+	a := e.enqueue(queue.NewJob{Queue: q, Kind: "k", OrderingKey: key}).ID
+	b := e.enqueue(queue.NewJob{Queue: q, Kind: "k"}).ID
+	c := e.enqueue(queue.NewJob{Queue: q, Kind: "k"}).ID
+	next := e.enqueue(queue.NewJob{Queue: q, Kind: "k", OrderingKey: key}).ID
+	ds := e.fetch(q, 3)
+	if len(ds) != 3 {
+		t.Fatalf("fetched %d, want 3", len(ds))
+	}
+	e.wantState(q, next, "queued")
+	var cs []queue.Completion
+	var want []string
+	for _, d := range ds {
+		if d.ID == c {
+			stale := *d
+			stale.Token = "999999"
+			d = &stale
+		} else {
+			want = append(want, d.ID)
+		}
+		cs = append(cs, queue.Completion{D: d})
+	}
+	errs, err := e.q.CompleteMany(e.ctx, q, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if wantLost := cs[i].D.ID == c; wantLost != errors.Is(err, queue.ErrLeaseLost) || (!wantLost && err != nil) {
+			t.Errorf("completion of %s = %v", cs[i].D.ID, err)
+		}
+	}
+	// next() skips what is not one of this case's ids or queues: read the
+	// batch's message from the channel.
+	var msg string
+	for msg == "" {
+		select {
+		case m := <-done.ch:
+			if f := strings.Fields(m.Payload); len(f) > 0 && e.ours(f[0]) {
+				msg = m.Payload
+			}
+		case <-time.After(eventTimeout):
+			t.Fatal("no message on the done channel")
+		}
+	}
+	if got := strings.Fields(msg); !slices.Equal(got, want) {
+		t.Errorf("done message %q, want the ids %v", msg, want)
+	}
+	done.expectQuiet(q)
+	e.wantState(q, a, "succeeded")
+	e.wantState(q, b, "succeeded")
+	e.wantState(q, c, "running")
+	e.wantCounts(q, map[string]int{"succeeded": 2, "running": 1, "queued": 1})
+	e.wantOrder(q, key, next)
+	e.fetchOne(q, next)
+}
+
+// testCompleteManyRepeated: the same delivery twice in one batch is
+// recorded once; the second is refused as a lost lease and not counted.
+func testCompleteManyRepeated(t *testing.T, e *env) {
+	const q = "batchrepeat"
+	id := e.enqueue(queue.NewJob{Queue: q, Kind: "k"}).ID
+	d := e.fetchOne(q, id)
+	errs, err := e.q.CompleteMany(e.ctx, q, []queue.Completion{{D: d}, {D: d}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || !errors.Is(errs[1], queue.ErrLeaseLost) {
+		t.Errorf("errors %v, want nil then ErrLeaseLost", errs)
+	}
+	e.wantState(q, id, "succeeded")
+	tp, err := e.q.Throughput(e.ctx, q, 1)
+	if err != nil || len(tp) != 1 || tp[0].Succeeded != 1 {
+		t.Errorf("throughput = %+v, %v; want 1 succeeded", tp, err)
+	}
+}
+
+// testBigBatch: a batch whose multi-member commands exceed what one Lua
+// unpack() can pass (about 8000 values) is split, not refused.
+func testBigBatch(t *testing.T, e *env) {
+	const q, n = "batchbig", 4100
+	e.mu.Lock()
+	e.queues[q] = true
+	e.mu.Unlock()
+	for range n {
+		if _, err := e.q.Enqueue(e.ctx, queue.NewJob{Queue: q, Kind: "k"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds := e.fetch(q, n)
+	if len(ds) != n {
+		t.Fatalf("fetched %d, want %d", len(ds), n)
+	}
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if seen[d.Token] {
+			t.Fatalf("token %s handed out twice", d.Token)
+		}
+		seen[d.Token] = true
+	}
+	e.wantCounts(q, map[string]int{"running": n})
+	if got := e.zcard(queue.LeasedKey(q)); got != n {
+		t.Errorf("%d leases, want %d", got, n)
+	}
+	cs := make([]queue.Completion, n)
+	for i, d := range ds {
+		cs[i] = queue.Completion{D: d}
+	}
+	errs, err := e.q.CompleteMany(e.ctx, q, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("completion %d: %v", i, err)
+		}
+	}
+	e.wantCounts(q, map[string]int{"succeeded": n})
+	if got := e.zcard(queue.LeasedKey(q)); got != 0 {
+		t.Errorf("%d leases left, want 0", got)
+	}
+	if got := e.zcard(queue.ExpiringKey(q)); got != n {
+		t.Errorf("%d jobs expiring, want %d", got, n)
+	}
+}
