@@ -236,7 +236,12 @@ func (e *env) job(q, id string) map[string]string {
 	return rec
 }
 
-// wantFields checks fields of the job record; a want of "" means absent.
+// recordDefaults are the values every reader gives a field the record
+// leaves out (queue.Enqueue writes a field only when it differs).
+var recordDefaults = map[string]string{"attempt": "0", "ver": "1", "prio": "0", "max": "1", "timeout": "0"}
+
+// wantFields checks fields of the job record; a want of "" means absent, and
+// an absent field with a default (recordDefaults) reads as the default.
 func (e *env) wantFields(q, id string, want map[string]string) map[string]string {
 	e.t.Helper()
 	rec := e.job(q, id)
@@ -245,6 +250,9 @@ func (e *env) wantFields(q, id string, want map[string]string) map[string]string
 	}
 	for _, k := range sortedKeys(want) {
 		got, ok := rec[k]
+		if d, has := recordDefaults[k]; has && !ok {
+			got = d
+		}
 		if want[k] == "" {
 			if ok {
 				e.t.Errorf("job %s: field %s = %q, want absent", id, k, got)

@@ -38,13 +38,13 @@ while a <= #ARGV do
   if redis.call('EXISTS', job) == 1 then
     out[#out+1] = 0
   elseif runat > nnow then
-    redis.call('HSET', job, 'created', now, 'updated', now, 'state', 'scheduled', 'run_at', runat,
+    redis.call('HSET', job, 'created', now, 'state', 'scheduled', 'run_at', runat,
       unpack(ARGV, a+5, a+4+n))
     sched[#sched+1], sched[#sched+2] = runat, id
     schedst[#schedst+1], schedst[#schedst+2] = now, id
     out[#out+1] = 2
   else
-    redis.call('HSET', job, 'created', now, 'updated', now, 'state', 'queued', unpack(ARGV, a+5, a+4+n))
+    redis.call('HSET', job, 'created', now, 'state', 'queued', unpack(ARGV, a+5, a+4+n))
     queued[#queued+1], queued[#queued+2] = now, id
     if gate(job, id, okey, holder, lane) then
       ready[#ready+1], ready[#ready+2] = ARGV[a+2], id
@@ -256,11 +256,28 @@ func enqueueCall(rs []*enqueueReq) ([]string, []any) {
 }
 
 // recordFields are the field/value arguments of a new job's record, but
-// for its state and times.
+// for its state and times. A field at its default is left out, and so is
+// what the record's key tells (id, queue): every reader applies the
+// defaults (attempt 0, ver 1, prio 0, max 1, timeout 0, no target, updated =
+// created), and a smaller record is a cheaper enqueue.
 func recordFields(j NewJob) []any {
-	fields := []any{"id", j.ID, "queue", j.Queue, "kind", j.Kind, "ver", j.Version, "args", j.Args,
-		"prio", j.Priority, "attempt", 0, "max", j.MaxAttempts,
-		"timeout", j.Timeout.Milliseconds(), "target_kind", j.Target}
+	fields := make([]any, 0, 16)
+	fields = append(fields, "kind", j.Kind, "args", j.Args)
+	if j.Version != 1 {
+		fields = append(fields, "ver", j.Version)
+	}
+	if j.Priority != 0 {
+		fields = append(fields, "prio", j.Priority)
+	}
+	if j.MaxAttempts != 1 {
+		fields = append(fields, "max", j.MaxAttempts)
+	}
+	if j.Timeout != 0 {
+		fields = append(fields, "timeout", j.Timeout.Milliseconds())
+	}
+	if j.Target != "" {
+		fields = append(fields, "target_kind", j.Target)
+	}
 	if j.Parent != "" {
 		fields = append(fields, "parent", j.Parent)
 	}
@@ -373,7 +390,7 @@ func (q *Queue) Handoff(ctx context.Context, j NewJob) (Enqueued, *Delivery, err
 		SeqKey(name), MetaKey(name), JobKey(name, j.ID)}
 	args := []any{r.nowMS, r.nowMS + q.opts.Lease.Milliseconds(), j.ID}
 	args = append(args, recordFields(j)...)
-	args = append(args, "created", r.nowMS, "updated", r.nowMS, "started", r.nowMS, "state", "running", "attempt", 1)
+	args = append(args, "created", r.nowMS, "started", r.nowMS, "state", "running", "attempt", 1)
 	res, err := handoffScript.Run(ctx, q.rdb, keys, args...).Slice()
 	if err != nil {
 		return Enqueued{}, nil, fmt.Errorf("hand off %s: %w", j.ID, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,6 +92,9 @@ func (s *Store) List(ctx context.Context, f Filter) (api.JobList, error) {
 		}
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].before(cands[j]) })
+	// A job that changed state between two reads is in both: the entries
+	// sort side by side (same creation score, same id); keep one.
+	cands = slices.CompactFunc(cands, func(a, b entry) bool { return a.id == b.id && a.queue == b.queue })
 	if len(cands) > batch {
 		cands, full = cands[:batch], true
 	}
@@ -110,10 +114,10 @@ func (s *Store) List(ctx context.Context, f Filter) (api.JobList, error) {
 		for i, e := range chunk {
 			last = e
 			h := fieldMap(recs[i].Val())
-			if h["id"] == "" || (f.Kind != "" && h["kind"] != f.Kind) {
+			if h["state"] == "" || (f.Kind != "" && h["kind"] != f.Kind) {
 				continue
 			}
-			out.Jobs = append(out.Jobs, decode(h))
+			out.Jobs = append(out.Jobs, decode(e.id, e.queue, h))
 			if len(out.Jobs) == f.Limit {
 				break
 			}

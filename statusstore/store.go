@@ -59,13 +59,13 @@ func (s *Store) Get(ctx context.Context, id string) (api.Job, error) {
 		return api.Job{}, fmt.Errorf("read job %s: %w", id, err)
 	}
 	h := fieldMap(rec.Val())
-	if h["id"] == "" {
+	if h["state"] == "" {
 		if tomb.Val() > 0 {
 			return api.Job{}, ErrGone
 		}
 		return api.Job{}, ErrNotFound
 	}
-	j := decode(h)
+	j := decode(id, q, h)
 	for _, e := range errs.Val() {
 		var ae api.AttemptError
 		if json.Unmarshal([]byte(e), &ae) == nil {
@@ -91,7 +91,7 @@ func (s *Store) Args(ctx context.Context, id string) (json.RawMessage, int, erro
 	}
 	ver, _ := v[1].(string)
 	n, _ := strconv.Atoi(ver)
-	return json.RawMessage(a), n, nil
+	return json.RawMessage(a), max(n, 1), nil
 }
 
 // Target returns the representation of the resource job id created in
@@ -124,7 +124,7 @@ func (s *Store) Target(ctx context.Context, collection, id string) (contentType 
 
 // docFields are the fields of a job record that the status document shows:
 // never its args, which may be megabytes that a poll does not need.
-var docFields = []string{"id", "kind", "queue", "state", "prio", "attempt", "max", "created", "updated",
+var docFields = []string{"kind", "state", "prio", "attempt", "max", "created", "updated",
 	"started", "finished", "run_at", "expires", "target", "okey", "pct", "msg", "ckpt", "result", "error", "parent", "children"}
 
 // fieldMap pairs docFields with the values HMGET returned.
@@ -138,18 +138,24 @@ func fieldMap(vals []any) map[string]string {
 	return h
 }
 
-// decode turns a job record into a status document.
-func decode(h map[string]string) api.Job {
+// decode turns the record of job id of queue q into a status document. A
+// record leaves out what its key tells and fields at their defaults (see
+// queue.Enqueue).
+func decode(id, q string, h map[string]string) api.Job {
+	updated := h["updated"]
+	if updated == "" {
+		updated = h["created"]
+	}
 	j := api.Job{
-		ID:          h["id"],
+		ID:          id,
 		Kind:        h["kind"],
-		Queue:       h["queue"],
+		Queue:       q,
 		State:       h["state"],
 		Priority:    atoi(h["prio"]),
 		Attempt:     atoi(h["attempt"]),
-		MaxAttempts: atoi(h["max"]),
+		MaxAttempts: max(atoi(h["max"]), 1),
 		CreatedAt:   msTime(h["created"]),
-		UpdatedAt:   msTime(h["updated"]),
+		UpdatedAt:   msTime(updated),
 		StartedAt:   optTime(h["started"]),
 		FinishedAt:  optTime(h["finished"]),
 		RunAt:       optTime(h["run_at"]),
