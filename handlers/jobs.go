@@ -216,6 +216,9 @@ func (a *API) handoff(ctx context.Context, nj queue.NewJob, waiting bool) (queue
 		return e, true, nil
 	}
 	run(d)
+	if a.cfg.Metrics != nil {
+		a.cfg.Metrics.HandedOff(nj.Kind, nj.Queue)
+	}
 	return e, true, nil
 }
 

@@ -33,6 +33,8 @@ type Catalog interface {
 // Metrics is what the API needs of the metrics of its process.
 type Metrics interface {
 	Enqueued(kind, queue string)
+	// HandedOff counts a job stored already leased to a local worker slot.
+	HandedOff(kind, queue string)
 	Middleware(next http.Handler) http.Handler
 	Handler() http.Handler
 }

@@ -31,6 +31,7 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	enqueued  *prometheus.CounterVec
+	handedOff *prometheus.CounterVec
 	started   *prometheus.CounterVec
 	finished  *prometheus.CounterVec
 	wait      *prometheus.HistogramVec
@@ -48,6 +49,10 @@ func New(depths Depths, waiting func() int) *Metrics {
 		reg: reg,
 		enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "offload_jobs_enqueued_total", Help: "Jobs accepted by this API process.",
+		}, []string{"kind", "queue"}),
+		handedOff: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "offload_jobs_handed_off_total",
+			Help: "Synchronous jobs this process stored already leased to its own idle worker slot (no fetch).",
 		}, []string{"kind", "queue"}),
 		started: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "offload_jobs_started_total", Help: "Attempts started by this worker process.",
@@ -74,7 +79,7 @@ func New(depths Depths, waiting func() int) *Metrics {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "method"}),
 	}
-	reg.MustRegister(m.enqueued, m.started, m.finished, m.wait, m.duration, m.requests, m.reqTime,
+	reg.MustRegister(m.enqueued, m.handedOff, m.started, m.finished, m.wait, m.duration, m.requests, m.reqTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if waiting != nil {
 		m.syncWaits = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -97,6 +102,10 @@ func (m *Metrics) Handler() http.Handler {
 
 // Enqueued counts a job accepted by the API.
 func (m *Metrics) Enqueued(kind, queue string) { m.enqueued.WithLabelValues(kind, queue).Inc() }
+
+// HandedOff counts a synchronous job stored already leased to a worker slot
+// of this process (queue.Handoff).
+func (m *Metrics) HandedOff(kind, queue string) { m.handedOff.WithLabelValues(kind, queue).Inc() }
 
 // Started counts an attempt that started after waiting delay.
 func (m *Metrics) Started(kind, queue string, delay time.Duration) {

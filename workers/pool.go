@@ -109,10 +109,19 @@ type Pool struct {
 	log zerolog.Logger
 
 	mu      sync.Mutex
-	running map[string]*active
-	freed   chan struct{} // a slot was freed
+	running map[string]*active // held jobs: handler running or outcome being recorded
+	busy    int                // slots taken by running handlers
+	held    int                // slots reserved by fetches in flight and by Reserve
+	freed   chan struct{}      // a slot was freed, or a held job recorded
+	// accepting is true while Run fetches: Reserve hands slots out only
+	// then, and counts each in jobs, so that shutdown waits for them.
+	accepting bool
+	jobsCtx   context.Context
+	jobs      *sync.WaitGroup
 
-	acks chan ack // successes waiting to be recorded
+	ackMu  sync.Mutex
+	acks   []ack         // successes waiting to be recorded
+	ackSig chan struct{} // acks is not empty
 
 	wakeMu sync.Mutex
 	wakeCh chan struct{} // closed and replaced on every wake-up
@@ -128,14 +137,15 @@ func NewPool(q *queue.Queue, reg *Registry, cfg PoolConfig) *Pool {
 	cfg = cfg.withDefaults()
 	return &Pool{q: q, reg: reg, cfg: cfg, log: cfg.Logger,
 		running: map[string]*active{}, freed: make(chan struct{}, 1), wakeCh: make(chan struct{}),
-		acks: make(chan ack)}
+		ackSig: make(chan struct{}, 1)}
 }
 
-// Running returns how many jobs run now.
+// Running returns how many jobs run now: handlers running, not counting jobs
+// whose handler returned and whose outcome is being recorded.
 func (p *Pool) Running() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.running)
+	return p.busy
 }
 
 // Run drains the queues until ctx is done, then shuts down: it stops fetching,
@@ -153,6 +163,9 @@ func (p *Pool) Run(ctx context.Context) error {
 	jobsCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopJobs(errShutdown)
 	var wg sync.WaitGroup
+	p.mu.Lock()
+	p.accepting, p.jobsCtx, p.jobs = true, jobsCtx, &wg
+	p.mu.Unlock()
 	var bg sync.WaitGroup
 	done := make(chan struct{}) // closed once every job is recorded, after dispatch
 	bg.Add(2)
@@ -160,15 +173,19 @@ func (p *Pool) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); p.heartbeat(done) }()
 	bg.Add(1)
 	go func() { defer bg.Done(); p.announce(ctx) }()
-	// The ackers record successes in batches until every job is recorded.
-	var ackers sync.WaitGroup
-	for range ackWorkers {
-		ackers.Add(1)
-		go func() { defer ackers.Done(); p.ackLoop(done) }()
-	}
-	defer ackers.Wait()
+	// The acker records successes in batches until every job is recorded.
+	acked := make(chan struct{})
+	go func() { defer close(acked); p.ackLoop(done) }()
+	defer func() { <-acked }()
 
-	p.dispatch(ctx, jobsCtx, &wg)
+	var fetching sync.WaitGroup
+	for range min(fetchers, p.cfg.Concurrency) {
+		fetching.Go(func() { p.dispatch(ctx, jobsCtx, &wg) })
+	}
+	fetching.Wait()
+	p.mu.Lock()
+	p.accepting = false // no more reservations: wg counts every one made
+	p.mu.Unlock()
 
 	// Shutdown: no more fetching. Let running jobs finish within the grace.
 	go func() { wg.Wait(); close(done) }()
@@ -183,99 +200,116 @@ func (p *Pool) Run(ctx context.Context) error {
 	return nil
 }
 
-// ackWorkers is how many goroutines record successes; each records, in one
-// round trip, every success waiting when it is free ("group commit"), so a
-// busy pool acknowledges many jobs per call and an idle one waits for none.
-const ackWorkers = 2
+// The acker records successes: in one round trip, every success waiting
+// when it is free ("group commit"), so a busy pool acknowledges many jobs per
+// call and an idle one waits for none. A handler's slot is free as soon as it
+// returns: the job stays held (heartbeats, cancellation) until its outcome is
+// recorded, but the next job need not wait for the round trip.
 
 // maxAckBatch bounds one batch of successes.
 const maxAckBatch = 256
 
+// maxRecording bounds the jobs held by a pool whose handlers returned and
+// whose successes wait to be recorded, beyond its concurrency: past it, the
+// pool fetches no more until the acker catches up.
+const maxRecording = 2 * maxAckBatch
+
+// ack is a success waiting to be recorded, and what to do once it is.
 type ack struct {
-	c    queue.Completion
-	done chan error
+	c     queue.Completion
+	began time.Time
+	done  func() // the job is recorded (or its record failed)
 }
 
-// complete hands a success to the ackers and waits until it is recorded.
-func (p *Pool) complete(ctx context.Context, d *queue.Delivery, o queue.Outcome) error {
-	a := ack{c: queue.Completion{D: d, O: o}, done: make(chan error, 1)}
+// complete hands a success to the acker, which records it and calls a.done.
+func (p *Pool) complete(a ack) {
+	p.ackMu.Lock()
+	p.acks = append(p.acks, a)
+	p.ackMu.Unlock()
 	select {
-	case p.acks <- a:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-a.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	case p.ackSig <- struct{}{}:
+	default:
 	}
 }
 
-// ackLoop records batches of successes until stop is closed and none waits.
+// ackLoop records batches of successes until stop is closed, which happens
+// once every job is recorded.
 func (p *Pool) ackLoop(stop <-chan struct{}) {
-	batch := make([]ack, 0, maxAckBatch)
+	var batch []ack
 	for {
 		select {
-		case a := <-p.acks:
-			batch = append(batch[:0], a)
+		case <-p.ackSig:
 		case <-stop:
 			return
 		}
-	fill:
-		for len(batch) < maxAckBatch {
-			select {
-			case a := <-p.acks:
-				batch = append(batch, a)
-			default:
-				break fill
-			}
+		p.ackMu.Lock()
+		batch, p.acks = p.acks, batch[:0]
+		p.ackMu.Unlock()
+		for i := 0; i < len(batch); i += maxAckBatch {
+			p.flush(batch[i:min(i+maxAckBatch, len(batch))])
 		}
-		p.flush(batch)
+		clear(batch) // keep no job alive until the next batch
 	}
 }
 
-// flush records one batch, one script call per queue.
+// flush records one batch, one script call per queue, under one deadline.
 func (p *Pool) flush(batch []ack) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	byQueue := map[string][]ack{}
-	for _, a := range batch {
-		byQueue[a.c.D.Queue] = append(byQueue[a.c.D.Queue], a)
-	}
-	for name, as := range byQueue {
-		cs := make([]queue.Completion, len(as))
-		for i, a := range as {
-			cs[i] = a.c
-		}
-		errs, err := p.q.CompleteMany(ctx, name, cs)
-		for i, a := range as {
-			if err != nil {
-				a.done <- err
+	cs := make([]queue.Completion, 0, len(batch))
+	for len(batch) > 0 {
+		// One call for the first job's queue; the others wait for the next
+		// round (a pool draining one queue makes one call).
+		name := batch[0].c.D.Queue
+		var rest []ack
+		n := 0
+		for _, a := range batch {
+			if a.c.D.Queue == name {
+				batch[n] = a
+				n++
 			} else {
-				a.done <- errs[i]
+				rest = append(rest, a)
 			}
 		}
+		cs = cs[:0]
+		for _, a := range batch[:n] {
+			cs = append(cs, a.c)
+		}
+		errs, err := p.q.CompleteMany(ctx, name, cs)
+		for i, a := range batch[:n] {
+			werr := err
+			if err == nil {
+				werr = errs[i]
+			}
+			p.finished(a.c.D, a.began, "succeeded", "succeeded", nil, werr)
+			a.done()
+		}
+		batch = rest
 	}
 }
 
+// fetchers is how many fetches a pool keeps in flight. Leasing and starting
+// a batch takes two round trips: with one fetch at a time, a pool of quick
+// handlers would spend most of its time waiting for them with its slots
+// empty. Each fetch reserves the slots it fills (at most half the pool's), so
+// together they never exceed the pool's concurrency.
+const fetchers = 2
+
 // dispatch fetches jobs while there are free slots, and waits for a wake-up
 // (an enqueue into an empty queue) or a freed slot otherwise. It never sleeps
-// on a timer except for a one-second safety net.
+// on a timer except for a one-second safety net, and for fetchLinger while
+// it drains a backlog (see reserve).
 func (p *Pool) dispatch(ctx, jobsCtx context.Context, wg *sync.WaitGroup) {
+	draining := false // the last fetch got jobs
 	for ctx.Err() == nil {
 		wake := p.wakeChan()
-		free := p.cfg.Concurrency - p.Running()
-		if free <= 0 {
-			select {
-			case <-ctx.Done():
-			case <-p.freed:
-			}
+		n := p.reserve(ctx, draining)
+		if n == 0 {
 			continue
 		}
 		got := 0
 		for _, name := range p.order() {
-			ds, err := p.q.Fetch(ctx, name, free-got)
+			ds, err := p.q.Fetch(ctx, name, n-got)
 			if err != nil {
 				if ctx.Err() == nil {
 					p.log.Error().Err(err).Str("queue", name).Msg("fetch failed")
@@ -286,22 +320,81 @@ func (p *Pool) dispatch(ctx, jobsCtx context.Context, wg *sync.WaitGroup) {
 			for _, d := range ds {
 				p.start(jobsCtx, d, wg)
 			}
-			if got += len(ds); got >= free {
+			if got += len(ds); got >= n {
 				break
 			}
 		}
-		if got > 0 {
+		p.unreserve(n - got)
+		if draining = got > 0; draining {
 			continue
 		}
+		// Nothing was runnable: only a wake-up (or the safety net) brings
+		// work. A freed slot does not, and a fetch on every freed slot
+		// would hold slots that Reserve could hand to a synchronous job.
 		t := time.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
 		case <-wake:
-		case <-p.freed:
 		case <-t.C:
 		}
 		t.Stop()
 	}
+}
+
+// fetchLinger is how long a pool draining a backlog waits for half its slots
+// to be free before it fetches into fewer.
+const fetchLinger = 500 * time.Microsecond
+
+// reserve waits until slots are free, reserves up to half the pool's and
+// returns how many it reserved (0 when ctx is done). A fetch costs Redis
+// about as much as several jobs do: while it drains a backlog (linger), a
+// pool whose handlers are quick would otherwise fetch in slivers, a slot or
+// two at a time, so it waits up to fetchLinger for half its slots. An idle
+// pool fetches at once.
+func (p *Pool) reserve(ctx context.Context, linger bool) int {
+	most := (p.cfg.Concurrency + 1) / 2
+	want := 1
+	if linger {
+		want = most
+	}
+	var expired <-chan time.Time
+	for {
+		p.mu.Lock()
+		free := min(p.cfg.Concurrency-p.busy-p.held, maxRecording-(len(p.running)-p.busy))
+		if free >= want {
+			n := min(free, most)
+			p.held += n
+			p.mu.Unlock()
+			if free > n {
+				p.signalFreed() // let the other fetcher have the rest
+			}
+			return n
+		}
+		p.mu.Unlock()
+		if free > 0 && expired == nil {
+			t := time.NewTimer(fetchLinger)
+			defer t.Stop()
+			expired = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-p.freed:
+		case <-expired:
+			want = 1
+		}
+	}
+}
+
+// unreserve returns n reserved slots that no job filled.
+func (p *Pool) unreserve(n int) {
+	if n == 0 {
+		return
+	}
+	p.mu.Lock()
+	p.held -= n
+	p.mu.Unlock()
+	p.signalFreed()
 }
 
 // order returns the queues to try, strict or weighted at random.
@@ -448,30 +541,47 @@ func (p *Pool) beat(ctx context.Context) {
 	}
 }
 
+// signalFreed wakes the dispatcher if it waits for a slot.
+func (p *Pool) signalFreed() {
+	select {
+	case p.freed <- struct{}{}:
+	default:
+	}
+}
+
 func (p *Pool) start(jobsCtx context.Context, d *queue.Delivery, wg *sync.WaitGroup) {
 	ctx, cancel := context.WithCancelCause(jobsCtx)
+	a := &active{d: d, cancel: cancel}
 	p.mu.Lock()
-	p.running[d.ID] = &active{d: d, cancel: cancel}
+	p.running[d.ID] = a
+	p.held-- // the slot its fetch reserved
+	p.busy++
 	p.mu.Unlock()
 	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer func() {
-			cancel(nil)
-			p.mu.Lock()
+	// done releases the job once its outcome is recorded.
+	done := func() {
+		p.mu.Lock()
+		if p.running[d.ID] == a {
 			delete(p.running, d.ID)
-			p.mu.Unlock()
-			select {
-			case p.freed <- struct{}{}:
-			default:
-			}
-		}()
-		p.execute(ctx, d)
+		}
+		p.mu.Unlock()
+		p.signalFreed()
+		wg.Done()
+	}
+	go func() {
+		recorded := p.execute(ctx, d, done)
+		cancel(nil)
+		if recorded {
+			done()
+		}
 	}()
 }
 
-// execute runs one attempt and records its outcome.
-func (p *Pool) execute(ctx context.Context, d *queue.Delivery) {
+// execute runs one attempt and records its outcome. It frees the job's slot
+// as soon as the handler returns. A success is handed to the acker, which
+// calls done once it is recorded: execute then returns false. Otherwise
+// execute records the outcome itself and returns true.
+func (p *Pool) execute(ctx context.Context, d *queue.Delivery, done func()) (recorded bool) {
 	began := time.Now()
 	if p.cfg.Observer != nil {
 		p.cfg.Observer.Started(d.Kind, d.Queue, p.q.Now().Sub(d.RunnableSince))
@@ -482,40 +592,53 @@ func (p *Pool) execute(ctx context.Context, d *queue.Delivery) {
 		defer stop()
 	}
 	res, err := p.invoke(ctx, d)
-	// Final writes outlive the attempt's context, with their own bound.
-	wctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer stop()
-	ev := p.log.Info()
-	outcome, state := "succeeded", "succeeded"
-	var werr error
+	p.mu.Lock()
+	p.busy--
+	p.mu.Unlock()
+	p.signalFreed()
 	if err == nil {
 		var o queue.Outcome
 		if o, err = p.outcome(d, res); err == nil {
-			werr = p.complete(wctx, d, o)
+			p.complete(ack{c: queue.Completion{D: d, O: o}, began: began, done: done})
+			return false
 		}
 	}
-	if err != nil {
-		mode, doc := p.classify(ctx, err)
-		outcome = mode
-		if mode == queue.FailRequeue {
-			ev = p.log.Info().Err(err) // an interruption, not a failure
-		} else {
-			ev = p.log.Warn().Err(err)
+	mode, doc := p.classify(ctx, err)
+	var (
+		state string
+		werr  error
+	)
+	if errors.Is(context.Cause(ctx), errLeaseLost) {
+		werr = queue.ErrLeaseLost
+	} else {
+		cause := err.Error()
+		var pe *panicError
+		if errors.As(err, &pe) {
+			cause += "\n" + string(pe.stack)
 		}
-		if errors.Is(context.Cause(ctx), errLeaseLost) {
-			werr = queue.ErrLeaseLost
-		} else {
-			cause := err.Error()
-			var pe *panicError
-			if errors.As(err, &pe) {
-				cause += "\n" + string(pe.stack)
-			}
-			state, werr = p.q.Fail(wctx, d, mode, p.q.Now().Add(p.cfg.Backoff(d.Attempt)), cause, doc)
-		}
+		// Final writes outlive the attempt's context, with their own bound.
+		wctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		state, werr = p.q.Fail(wctx, d, mode, p.q.Now().Add(p.cfg.Backoff(d.Attempt)), cause, doc)
+		stop()
 	}
-	if werr != nil {
+	p.finished(d, began, mode, state, err, werr)
+	return true
+}
+
+// finished reports an attempt that ended with outcome (succeeded, or a Fail
+// mode) and the handler's error err, recorded as state, or not when werr is
+// not nil: to the observer and in the log.
+func (p *Pool) finished(d *queue.Delivery, began time.Time, outcome, state string, err, werr error) {
+	ev := p.log.Info()
+	switch {
+	case werr != nil:
 		ev = p.log.Error().AnErr("record_error", werr)
 		state = "unrecorded"
+	case err == nil:
+	case outcome == queue.FailRequeue:
+		ev = ev.Err(err) // an interruption, not a failure
+	default:
+		ev = p.log.Warn().Err(err)
 	}
 	if p.cfg.Observer != nil {
 		p.cfg.Observer.Finished(d.Kind, d.Queue, outcomeLabel(outcome, state, werr), time.Since(began))

@@ -87,9 +87,22 @@ var submitVariants = []variant{
 		stored:   countJobs,
 	},
 	{
-		name:     "sync+pool",
-		about:    "the same with Expect: 200-ok: each answer waits for its job (sleep 0 ms) to run on the pool",
+		name: "sync+pool",
+		about: "the same with Expect: 200-ok: each answer waits for its job (sleep 0 ms) to run on the pool; " +
+			"the API hands jobs of an idle queue to a free slot (ROLE=all)",
 		handler:  offloadWithPool,
+		listener: expectconn.NewListener,
+		header:   http.Header{"Expect": []string{"200-ok"}},
+		want:     http.StatusOK,
+		stored:   countJobs,
+	},
+	{
+		name: "sync+tiers",
+		about: "sync+pool without the hand-off: every job goes through the queue, as when the API and the " +
+			"workers run in separate processes (ROLE=api, ROLE=worker)",
+		handler: func(ctx context.Context, e *env) (http.Handler, error) {
+			return withPool(ctx, e, false)
+		},
 		listener: expectconn.NewListener,
 		header:   http.Header{"Expect": []string{"200-ok"}},
 		want:     http.StatusOK,
@@ -130,27 +143,37 @@ func floorHandler(rdb redis.UniversalClient) http.Handler {
 	return r
 }
 
-// countJobs counts every job of the default queue, whatever its state.
+// countJobs counts every job of the default queue, whatever its state: the
+// state sets, read in one transaction (a pool still at work moves jobs
+// between them).
 func countJobs(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
-	var n int64
-	for _, s := range api.States {
-		c, err := rdb.ZCard(ctx, queue.StateKey("default", s)).Result()
-		if err != nil {
-			return 0, err
+	cmds := make([]*redis.IntCmd, len(api.States))
+	if _, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, s := range api.States {
+			cmds[i] = p.ZCard(ctx, queue.StateKey("default", s))
 		}
-		n += c
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
 	}
 	return n, nil
 }
 
 // offloadWithPool is offloadHandler with a worker pool running the jobs, so
 // that synchronous requests are answered; the async variant runs it too, so
-// that both pay for the pool's CPU.
+// that both pay for the pool's CPU. The API hands synchronous jobs to the
+// pool's free slots, as cmd/server does with ROLE=all.
 func offloadWithPool(ctx context.Context, e *env) (http.Handler, error) {
-	h, err := offloadHandler(ctx, e)
-	if err != nil {
-		return nil, err
-	}
+	return withPool(ctx, e, true)
+}
+
+// withPool runs a worker pool (concurrency 50) beside the API; handoff wires
+// the pool's free slots to the API (handlers.Config.Handoff).
+func withPool(ctx context.Context, e *env, handoff bool) (http.Handler, error) {
 	reg := workers.NewRegistry()
 	if err := workers.RegisterBuiltins(reg); err != nil {
 		return nil, err
@@ -158,6 +181,14 @@ func offloadWithPool(ctx context.Context, e *env) (http.Handler, error) {
 	pool := workers.NewPool(queue.New(e.rdb, queue.Options{}), reg,
 		workers.PoolConfig{Concurrency: 50, Logger: zerolog.Nop()})
 	go func() { _ = pool.Run(ctx) }()
+	var reserve func(string) (func(*queue.Delivery), func(), bool)
+	if handoff {
+		reserve = pool.Reserve
+	}
+	h, err := offloadAPI(ctx, e, reserve)
+	if err != nil {
+		return nil, err
+	}
 	// Synchronous admission needs the pool to have announced itself.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if n, _ := e.rdb.ZCard(ctx, queue.WorkersKey()).Result(); n > 0 {
@@ -171,6 +202,11 @@ func offloadWithPool(ctx context.Context, e *env) (http.Handler, error) {
 // log, metrics, the completion waiter of synchronous requests), without a
 // worker pool: the backlog just grows.
 func offloadHandler(ctx context.Context, e *env) (http.Handler, error) {
+	return offloadAPI(ctx, e, nil)
+}
+
+// offloadAPI is offloadHandler with handlers.Config.Handoff set to handoff.
+func offloadAPI(ctx context.Context, e *env, handoff func(string) (func(*queue.Delivery), func(), bool)) (http.Handler, error) {
 	reg := workers.NewRegistry()
 	if err := workers.RegisterBuiltins(reg); err != nil {
 		return nil, err
@@ -185,5 +221,5 @@ func offloadHandler(ctx context.Context, e *env) (http.Handler, error) {
 	}
 	ready := func(ctx context.Context) error { return e.rdb.Ping(ctx).Err() }
 	return handlers.New(handlers.Config{Logger: e.log, Ready: ready, Waiter: waiter,
-		Metrics: metrics.New(q, waiter.Waiting)}, q, statusstore.New(e.rdb), reg)
+		Metrics: metrics.New(q, waiter.Waiting), Handoff: handoff}, q, statusstore.New(e.rdb), reg)
 }

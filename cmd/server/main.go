@@ -98,6 +98,9 @@ func run(cfg Config, log zerolog.Logger) error {
 	// Every tier runs under ctx; the deferred closeRedis runs last.
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
+	// handoff lets the API of an "all" process run synchronous jobs of idle
+	// queues in its own worker slots (handlers.Config.Handoff).
+	var handoff func(string) (func(*queue.Delivery), func(), bool)
 	if cfg.Role == "all" || cfg.Role == "worker" {
 		pool := workers.NewPool(q, reg, workers.PoolConfig{Concurrency: cfg.Concurrency, Queues: cfg.queues,
 			Strict: cfg.QueuesStrict, ShutdownGrace: cfg.ShutdownGrace, MaxRunSlice: cfg.MaxRunSlice, Logger: log, Observer: mx})
@@ -118,6 +121,9 @@ func run(cfg Config, log zerolog.Logger) error {
 		var tiers sync.WaitGroup
 		tiers.Add(2)
 		go func() { defer tiers.Done(); errc <- pool.Run(workerCtx) }()
+		if cfg.Role == "all" {
+			handoff = pool.Reserve
+		}
 		go func() { defer tiers.Done(); errc <- m.Run(workerCtx) }()
 		defer tiers.Wait()
 	}
@@ -142,7 +148,7 @@ func run(cfg Config, log zerolog.Logger) error {
 		}
 		h, err = handlers.New(handlers.Config{BodyLimit: cfg.BodyLimit, Logger: log, Ready: ready,
 			Waiter: waiter, Metrics: mx, SyncWaitMax: cfg.SyncWaitMax, SyncMaxBacklog: cfg.SyncMaxBacklog,
-			IdempotencyTTL: cfg.IdempotencyTTL},
+			IdempotencyTTL: cfg.IdempotencyTTL, Handoff: handoff},
 			q, statusstore.New(rdb), reg)
 		if err != nil {
 			return err
