@@ -1,6 +1,8 @@
 package queue_test
 
 import (
+	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +156,22 @@ func TestOrderKeysShareTheQueueSlot(t *testing.T) {
 	if queue.OrderHolderKey("mail", "a") == queue.OrderHolderKey("mail", "b") ||
 		queue.OrderHolderKey("mail", "a") == queue.OrderHolderKey("post", "a") {
 		t.Error("holder keys collide")
+	}
+}
+
+// TestValidQueueNameMatchesPattern checks the byte loop against the pattern
+// it implements, on strings built from the interesting bytes.
+func TestValidQueueNameMatchesPattern(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	alphabet := []byte("az09_-A.Z é\x00")
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		b := make([]byte, rng.IntN(70))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		if got, want := queue.ValidQueueName(string(b)), re.MatchString(string(b)); got != want {
+			t.Fatalf("ValidQueueName(%q) = %v, the pattern says %v", b, got, want)
+		}
 	}
 }
