@@ -267,7 +267,7 @@ func (e *env) wantFields(q, id string, want map[string]string) map[string]string
 }
 
 // wantState checks the record's state and that the job is in exactly the
-// index set of that state, and in the queue's jobs index.
+// index set of that state (the state sets together index every job).
 func (e *env) wantState(q, id, state string) {
 	e.t.Helper()
 	if got := e.job(q, id)["state"]; got != state {

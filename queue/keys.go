@@ -51,7 +51,6 @@ const (
 	ChannelDone = prefix + "done"
 )
 
-
 // ErrBadQueueName is returned for a queue name outside [a-z0-9_-]{1,64}.
 var ErrBadQueueName = errors.New("queue name must match ^[a-z0-9][a-z0-9_-]{0,63}$")
 

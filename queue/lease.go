@@ -137,15 +137,27 @@ return out
 // It returns an empty slice, not an error, when nothing is runnable or the
 // queue is paused. It never blocks: callers wait for ChannelWake.
 func (q *Queue) Fetch(ctx context.Context, name string, n int) ([]*Delivery, error) {
+	ds, _, err := q.FetchUntilEmpty(ctx, name, n)
+	return ds, err
+}
+
+// FetchUntilEmpty is Fetch that also reports whether it emptied the queue:
+// fewer than n jobs were runnable (or the queue is paused), so that no job
+// is runnable until the next ChannelWake message naming the queue (its
+// ready set turning non-empty, or a resume). A caller may skip the queue
+// until then. The deliveries can be fewer than n even when emptied is false:
+// a job canceled between its lease and its start is left out.
+func (q *Queue) FetchUntilEmpty(ctx context.Context, name string, n int) (ds []*Delivery, emptied bool, err error) {
 	now := q.opts.Clock().UnixMilli()
 	raw, err := leaseScript.Run(ctx, q.rdb,
 		[]string{ReadyKey(name), LeasedKey(name), TokensKey(name), SeqKey(name), MetaKey(name)},
 		now, q.opts.Lease.Milliseconds(), n).StringSlice()
 	if err != nil {
-		return nil, fmt.Errorf("lease from %s: %w", name, err)
+		return nil, false, fmt.Errorf("lease from %s: %w", name, err)
 	}
+	emptied = len(raw)/2 < n
 	if len(raw) == 0 {
-		return nil, nil
+		return nil, emptied, nil
 	}
 	// The jobs are leased now: whatever happens to ctx, mark them started, or
 	// they wait for the reaper.
@@ -160,7 +172,7 @@ func (q *Queue) Fetch(ctx context.Context, name string, n int) ([]*Delivery, err
 	}
 	res, err := startScript.Run(ctx, q.rdb, keys, args...).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("start jobs of %s: %w", name, err)
+		return nil, false, fmt.Errorf("start jobs of %s: %w", name, err)
 	}
 	out := make([]*Delivery, 0, len(raw)/2)
 	for i, j := 0, 0; j < len(res) && i < len(raw); i += 2 {
@@ -185,7 +197,7 @@ func (q *Queue) Fetch(ctx context.Context, name string, n int) ([]*Delivery, err
 			OrderingKey:   toString(f[8]),
 		})
 	}
-	return out, nil
+	return out, emptied, nil
 }
 
 // Lease states reported by Heartbeat.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +34,17 @@ type PoolConfig struct {
 	Queues []QueueWeight
 	// Strict drains a queue only when every queue before it is empty.
 	Strict bool
+	// Prefetch is how many jobs the pool may lease beyond Concurrency, so
+	// that a freed slot finds its next job at hand instead of waiting for a
+	// fetch (default: Concurrency, at most 64; negative: none). It leases
+	// only as many as its slots are expected to start within
+	// prefetchHorizon, judging by how long its handlers ran lately: none
+	// before a handler returned, none for handlers that take longer than
+	// that, which other processes may as well run. A prefetched job is held
+	// like a running one (heartbeats, cancellation; it is "running" in
+	// Redis), starts when a slot frees, before any job of a later queue when
+	// Strict, and is requeued without spending an attempt on shutdown.
+	Prefetch int
 	// ShutdownGrace is how long running jobs may finish after shutdown starts,
 	// before their contexts are canceled and they are requeued (default 10s).
 	ShutdownGrace time.Duration
@@ -69,6 +81,12 @@ func (c PoolConfig) withDefaults() PoolConfig {
 			c.Queues[i].Weight = 1
 		}
 	}
+	switch {
+	case c.Prefetch == 0:
+		c.Prefetch = min(c.Concurrency, maxPrefetch)
+	case c.Prefetch < 0:
+		c.Prefetch = 0
+	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second
 	}
@@ -101,18 +119,28 @@ var (
 // requeued without consuming an attempt.
 var errSliceOver = errors.New("run slice over")
 
+// maxPrefetch bounds the default PoolConfig.Prefetch.
+const maxPrefetch = 64
+
 // Pool leases jobs from its queues and runs them with the registered kinds.
 type Pool struct {
-	q   *queue.Queue
-	reg *Registry
-	cfg PoolConfig
-	log zerolog.Logger
+	q    *queue.Queue
+	reg  *Registry
+	cfg  PoolConfig
+	log  zerolog.Logger
+	rank map[string]int // a queue's place in cfg.Queues, when Strict
 
 	mu      sync.Mutex
-	running map[string]*active // held jobs: handler running or outcome being recorded
+	running map[string]*active // held jobs: waiting for a slot, handler running, or outcome being recorded
 	busy    int                // slots taken by running handlers
-	held    int                // slots reserved by fetches in flight and by Reserve
-	freed   chan struct{}      // a slot was freed, or a held job recorded
+	held    int                // slots reserved by Reserve
+	// waiting are fetched jobs waiting for a slot, in the order they start
+	// (by queue rank when Strict, else as fetched). A job waits only while
+	// every slot is taken: busy+held == Concurrency whenever it is not empty.
+	waiting  []*active
+	fetching int           // jobs asked for by fetches in flight
+	runAvg   time.Duration // moving average of handler run times (0: none yet)
+	freed    chan struct{} // a slot was freed, or a held job recorded
 	// accepting is true while Run fetches: Reserve hands slots out only
 	// then, and counts each in jobs, so that shutdown waits for them.
 	accepting bool
@@ -124,20 +152,34 @@ type Pool struct {
 	ackSig chan struct{} // acks is not empty
 
 	wakeMu sync.Mutex
-	wakeCh chan struct{} // closed and replaced on every wake-up
+	wakeCh chan struct{}        // closed and replaced on every wake-up
+	wakes  map[string]uint64    // wake-ups naming each queue, counted
+	empty  map[string]emptyMark // queues a fetch emptied, skipped until woken
 }
 
+// active is a job the pool holds.
 type active struct {
-	d      *queue.Delivery
-	cancel context.CancelCauseFunc
+	d       *queue.Delivery
+	ctx     context.Context // the attempt's, canceled with a cause
+	cancel  context.CancelCauseFunc
+	jobs    *sync.WaitGroup // the Run that waits for the job to be recorded
+	rank    int             // its queue's place when Strict, else 0
+	waiting bool            // in Pool.waiting, under Pool.mu
 }
 
 // NewPool returns a pool running the kinds of reg on jobs of q.
 func NewPool(q *queue.Queue, reg *Registry, cfg PoolConfig) *Pool {
 	cfg = cfg.withDefaults()
-	return &Pool{q: q, reg: reg, cfg: cfg, log: cfg.Logger,
+	p := &Pool{q: q, reg: reg, cfg: cfg, log: cfg.Logger, rank: map[string]int{},
 		running: map[string]*active{}, freed: make(chan struct{}, 1), wakeCh: make(chan struct{}),
-		ackSig: make(chan struct{}, 1)}
+		wakes: map[string]uint64{}, empty: map[string]emptyMark{}, ackSig: make(chan struct{}, 1)}
+	for i, w := range cfg.Queues {
+		p.wakes[w.Name] = 0
+		if cfg.Strict {
+			p.rank[w.Name] = i
+		}
+	}
+	return p
 }
 
 // Running returns how many jobs run now: handlers running, not counting jobs
@@ -185,7 +227,18 @@ func (p *Pool) Run(ctx context.Context) error {
 	fetching.Wait()
 	p.mu.Lock()
 	p.accepting = false // no more reservations: wg counts every one made
+	// Jobs waiting for a slot never started: they go back to their queues
+	// now, without spending an attempt, rather than run during the grace.
+	waiting := p.waiting
+	p.waiting = nil
+	for _, a := range waiting {
+		a.waiting = false
+	}
 	p.mu.Unlock()
+	for _, a := range waiting {
+		a.cancel(errShutdown)
+		go p.abandon(a)
+	}
 
 	// Shutdown: no more fetching. Let running jobs finish within the grace.
 	go func() { wg.Wait(); close(done) }()
@@ -214,14 +267,15 @@ const maxAckBatch = 256
 // pool fetches no more until the acker catches up.
 const maxRecording = 2 * maxAckBatch
 
-// ack is a success waiting to be recorded, and what to do once it is.
+// ack is a success waiting to be recorded, and its job, released once it is.
 type ack struct {
 	c     queue.Completion
 	began time.Time
-	done  func() // the job is recorded (or its record failed)
+	a     *active
 }
 
-// complete hands a success to the acker, which records it and calls a.done.
+// complete hands a success to the acker, which records it and releases its
+// job.
 func (p *Pool) complete(a ack) {
 	p.ackMu.Lock()
 	p.acks = append(p.acks, a)
@@ -282,7 +336,7 @@ func (p *Pool) flush(batch []ack) {
 				werr = errs[i]
 			}
 			p.finished(a.c.D, a.began, "succeeded", "succeeded", nil, werr)
-			a.done()
+			p.release(a.a)
 		}
 		batch = rest
 	}
@@ -290,15 +344,16 @@ func (p *Pool) flush(batch []ack) {
 
 // fetchers is how many fetches a pool keeps in flight. Leasing and starting
 // a batch takes two round trips: with one fetch at a time, a pool of quick
-// handlers would spend most of its time waiting for them with its slots
-// empty. Each fetch reserves the slots it fills (at most half the pool's), so
-// together they never exceed the pool's concurrency.
+// handlers would spend much of its time waiting for them. Each fetch asks
+// for at most half of what the pool may hold (Concurrency + Prefetch), so
+// together they never exceed it.
 const fetchers = 2
 
-// dispatch fetches jobs while there are free slots, and waits for a wake-up
-// (an enqueue into an empty queue) or a freed slot otherwise. It never sleeps
-// on a timer except for a one-second safety net, and for fetchLinger while
-// it drains a backlog (see reserve).
+// dispatch fetches jobs while the pool has room for them, and waits for a
+// wake-up (an enqueue into an empty queue) otherwise. It never sleeps on a
+// timer except for a one-second safety net, and for fetchLinger while it
+// drains a backlog (see reserve). A fetched job starts at once if a slot is
+// free, else waits for one (Prefetch).
 func (p *Pool) dispatch(ctx, jobsCtx context.Context, wg *sync.WaitGroup) {
 	draining := false // the last fetch got jobs
 	for ctx.Err() == nil {
@@ -308,29 +363,30 @@ func (p *Pool) dispatch(ctx, jobsCtx context.Context, wg *sync.WaitGroup) {
 			continue
 		}
 		got := 0
-		for _, name := range p.order() {
-			ds, err := p.q.Fetch(ctx, name, n-got)
+		for _, t := range p.order() {
+			ds, emptied, err := p.q.FetchUntilEmpty(ctx, t.name, n-got)
 			if err != nil {
 				if ctx.Err() == nil {
-					p.log.Error().Err(err).Str("queue", name).Msg("fetch failed")
+					p.log.Error().Err(err).Str("queue", t.name).Msg("fetch failed")
 					sleep(ctx, 100*time.Millisecond)
 				}
 				break
 			}
-			for _, d := range ds {
-				p.start(jobsCtx, d, wg)
+			if emptied {
+				p.markEmpty(t)
 			}
+			p.place(jobsCtx, ds, wg)
 			if got += len(ds); got >= n {
 				break
 			}
 		}
-		p.unreserve(n - got)
+		p.fetched(n)
 		if draining = got > 0; draining {
 			continue
 		}
 		// Nothing was runnable: only a wake-up (or the safety net) brings
 		// work. A freed slot does not, and a fetch on every freed slot
-		// would hold slots that Reserve could hand to a synchronous job.
+		// would take jobs that Reserve could hand its slot to.
 		t := time.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
@@ -341,18 +397,21 @@ func (p *Pool) dispatch(ctx, jobsCtx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// fetchLinger is how long a pool draining a backlog waits for half its slots
-// to be free before it fetches into fewer.
+// fetchLinger is how long a pool draining a backlog waits for room for half
+// its jobs before it fetches fewer.
 const fetchLinger = 500 * time.Microsecond
 
-// reserve waits until slots are free, reserves up to half the pool's and
-// returns how many it reserved (0 when ctx is done). A fetch costs Redis
-// about as much as several jobs do: while it drains a backlog (linger), a
-// pool whose handlers are quick would otherwise fetch in slivers, a slot or
-// two at a time, so it waits up to fetchLinger for half its slots. An idle
-// pool fetches at once.
+// reserve waits until the pool has room for more jobs (free slots, and free
+// places among the jobs waiting for one), reserves up to half of what the
+// pool may hold and returns how many it reserved (0 when ctx is done). A
+// fetch costs Redis about as much as several jobs do: while it drains a
+// backlog (linger), a pool whose handlers are quick would otherwise fetch in
+// slivers, a job or two at a time, so it waits up to fetchLinger for room
+// for half. An idle pool fetches at once.
 func (p *Pool) reserve(ctx context.Context, linger bool) int {
-	most := (p.cfg.Concurrency + 1) / 2
+	p.mu.Lock()
+	most := (p.cfg.Concurrency + p.prefetchLocked() + 1) / 2
+	p.mu.Unlock()
 	want := 1
 	if linger {
 		want = most
@@ -360,18 +419,18 @@ func (p *Pool) reserve(ctx context.Context, linger bool) int {
 	var expired <-chan time.Time
 	for {
 		p.mu.Lock()
-		free := min(p.cfg.Concurrency-p.busy-p.held, maxRecording-(len(p.running)-p.busy))
-		if free >= want {
-			n := min(free, most)
-			p.held += n
+		room := p.roomLocked()
+		if room >= want {
+			n := min(room, most)
+			p.fetching += n
 			p.mu.Unlock()
-			if free > n {
+			if room > n {
 				p.signalFreed() // let the other fetcher have the rest
 			}
 			return n
 		}
 		p.mu.Unlock()
-		if free > 0 && expired == nil {
+		if room > 0 && expired == nil {
 			t := time.NewTimer(fetchLinger)
 			defer t.Stop()
 			expired = t.C
@@ -386,29 +445,167 @@ func (p *Pool) reserve(ctx context.Context, linger bool) int {
 	}
 }
 
-// unreserve returns n reserved slots that no job filled.
+// prefetchHorizon bounds prefetching: a pool leases beyond its concurrency
+// only the jobs its slots are expected to start within this time.
+const prefetchHorizon = 2 * time.Millisecond
+
+// roomLocked returns how many more jobs the pool may fetch: it holds at most
+// Concurrency + prefetchLocked() jobs running, waiting or being fetched, and
+// at most maxRecording whose successes wait to be recorded.
+func (p *Pool) roomLocked() int {
+	held := p.busy + p.held + len(p.waiting) + p.fetching
+	recording := len(p.running) - p.busy - len(p.waiting)
+	return min(p.cfg.Concurrency+p.prefetchLocked()-held, maxRecording-recording)
+}
+
+// prefetchLocked returns how many jobs the pool leases beyond its
+// concurrency now: as many as its slots start within prefetchHorizon at the
+// handlers' average run time, at most PoolConfig.Prefetch.
+func (p *Pool) prefetchLocked() int {
+	if p.cfg.Prefetch == 0 || p.runAvg == 0 {
+		return 0
+	}
+	return int(min(int64(p.cfg.Prefetch), int64(p.cfg.Concurrency)*int64(prefetchHorizon)/int64(p.runAvg)))
+}
+
+// ranLocked takes a handler's run time into the average, weighing the last
+// 1/8.
+func (p *Pool) ranLocked(d time.Duration) {
+	d = max(d, time.Nanosecond)
+	if p.runAvg == 0 {
+		p.runAvg = d
+		return
+	}
+	p.runAvg += (d - p.runAvg) / 8
+}
+
+// fetched ends a fetch that reserved room for n jobs (see reserve).
+func (p *Pool) fetched(n int) {
+	p.mu.Lock()
+	p.fetching -= n
+	p.mu.Unlock()
+	p.signalFreed()
+}
+
+// unreserve returns n slots reserved by Reserve that no job filled.
 func (p *Pool) unreserve(n int) {
 	if n == 0 {
 		return
 	}
 	p.mu.Lock()
 	p.held -= n
+	run := p.nextLocked(nil)
 	p.mu.Unlock()
+	for _, a := range run {
+		go p.work(a)
+	}
 	p.signalFreed()
 }
 
-// order returns the queues to try, strict or weighted at random.
-func (p *Pool) order() []string {
-	qs := p.cfg.Queues
-	out := make([]string, 0, len(qs))
-	if p.cfg.Strict || len(qs) == 1 {
-		for _, q := range qs {
-			out = append(out, q.Name)
-		}
-		return out
+// place holds fetched deliveries: each waits for a slot, in rank order, and
+// the free slots take the first.
+func (p *Pool) place(jobsCtx context.Context, ds []*queue.Delivery, wg *sync.WaitGroup) {
+	if len(ds) == 0 {
+		return
 	}
+	wg.Add(len(ds))
+	p.mu.Lock()
+	for _, d := range ds {
+		a := p.hold(jobsCtx, d, wg)
+		// Insert after every job of the same or a higher-ranked queue.
+		i := len(p.waiting)
+		for i > 0 && p.waiting[i-1].rank > a.rank {
+			i--
+		}
+		a.waiting = true
+		p.waiting = slices.Insert(p.waiting, i, a)
+	}
+	run := p.nextLocked(nil)
+	p.mu.Unlock()
+	for _, a := range run {
+		go p.work(a)
+	}
+}
+
+// hold registers a job as held by the pool (heartbeats, cancellation), under
+// p.mu. The caller counts it in jobs.
+func (p *Pool) hold(jobsCtx context.Context, d *queue.Delivery, jobs *sync.WaitGroup) *active {
+	ctx, cancel := context.WithCancelCause(jobsCtx)
+	a := &active{d: d, ctx: ctx, cancel: cancel, jobs: jobs, rank: p.rank[d.Queue]}
+	p.running[d.ID] = a
+	return a
+}
+
+// nextLocked takes waiting jobs into the free slots, appending them to run.
+func (p *Pool) nextLocked(run []*active) []*active {
+	for len(p.waiting) > 0 && p.busy+p.held < p.cfg.Concurrency {
+		a := p.waiting[0]
+		p.waiting[0] = nil
+		p.waiting = p.waiting[1:]
+		a.waiting = false
+		p.busy++
+		run = append(run, a)
+	}
+	return run
+}
+
+// queueTry is a queue to fetch from, with its count of wake-ups when the
+// fetch began.
+type queueTry struct {
+	name  string
+	wakes uint64
+}
+
+// emptyMark is a queue that a fetch emptied: at, and its count of wake-ups
+// when that fetch began.
+type emptyMark struct {
+	wakes uint64
+	at    time.Time
+}
+
+// emptyFor is how long a queue that a fetch emptied is skipped without a
+// wake-up naming it: a safety net for a lost pub/sub message.
+const emptyFor = time.Second
+
+// markEmpty records that a fetch from t.name emptied it. A wake-up naming
+// the queue since the fetch began (counted in p.wakes) lifts the mark, so a
+// job enqueued while the fetch ran is never skipped.
+func (p *Pool) markEmpty(t queueTry) {
+	p.wakeMu.Lock()
+	p.empty[t.name] = emptyMark{wakes: t.wakes, at: time.Now()}
+	p.wakeMu.Unlock()
+}
+
+// order returns the queues to try, strict or weighted at random, leaving out
+// those known to be empty: emptied by a fetch, and not named by a wake-up
+// since.
+func (p *Pool) order() []queueTry {
+	qs := p.cfg.Queues
+	out := make([]queueTry, 0, len(qs))
+	type candidate struct {
+		Name   string
+		Weight int
+		wakes  uint64
+	}
+	left := make([]candidate, 0, len(qs))
+	now := time.Now()
+	p.wakeMu.Lock()
+	for _, q := range qs {
+		w := p.wakes[q.Name]
+		if e, ok := p.empty[q.Name]; ok {
+			if e.wakes == w && now.Sub(e.at) < emptyFor {
+				continue
+			}
+			delete(p.empty, q.Name)
+		}
+		if p.cfg.Strict || len(qs) == 1 {
+			out = append(out, queueTry{name: q.Name, wakes: w})
+		} else {
+			left = append(left, candidate{Name: q.Name, Weight: q.Weight, wakes: w})
+		}
+	}
+	p.wakeMu.Unlock()
 	// Weighted random order without replacement.
-	left := append([]QueueWeight(nil), qs...)
 	for len(left) > 0 {
 		total := 0
 		for _, q := range left {
@@ -417,7 +614,7 @@ func (p *Pool) order() []string {
 		n := rand.N(total)
 		for i, q := range left {
 			if n < q.Weight {
-				out = append(out, q.Name)
+				out = append(out, queueTry{name: q.Name, wakes: q.wakes})
 				left = append(left[:i], left[i+1:]...)
 				break
 			}
@@ -433,8 +630,13 @@ func (p *Pool) wakeChan() chan struct{} {
 	return p.wakeCh
 }
 
-func (p *Pool) wake() {
+// wake wakes the dispatchers, for a queue turned runnable named by name (a
+// ChannelWake message).
+func (p *Pool) wake(name string) {
 	p.wakeMu.Lock()
+	if n, ok := p.wakes[name]; ok {
+		p.wakes[name] = n + 1
+	}
 	close(p.wakeCh)
 	p.wakeCh = make(chan struct{})
 	p.wakeMu.Unlock()
@@ -452,7 +654,7 @@ func (p *Pool) listen(ctx context.Context, ch <-chan *redis.Message) {
 			}
 			switch m.Channel {
 			case queue.ChannelWake:
-				p.wake()
+				p.wake(m.Payload)
 			case queue.ChannelCancel:
 				p.interrupt(m.Payload, errCanceledByClient)
 			}
@@ -491,12 +693,23 @@ func (p *Pool) announce(ctx context.Context) {
 const announceEvery = 5 * time.Second
 
 // interrupt cancels the handler of job id if it runs here.
+// A job waiting for a slot is let go of at once, without running.
 func (p *Pool) interrupt(id string, cause error) {
 	p.mu.Lock()
 	a := p.running[id]
+	wasWaiting := a != nil && a.waiting
+	if wasWaiting {
+		p.waiting = slices.DeleteFunc(p.waiting, func(w *active) bool { return w == a })
+		a.waiting = false
+	}
 	p.mu.Unlock()
-	if a != nil {
-		a.cancel(cause)
+	if a == nil {
+		return
+	}
+	a.cancel(cause)
+	if wasWaiting {
+		p.signalFreed()
+		go p.abandon(a)
 	}
 }
 
@@ -550,38 +763,44 @@ func (p *Pool) signalFreed() {
 }
 
 func (p *Pool) start(jobsCtx context.Context, d *queue.Delivery, wg *sync.WaitGroup) {
-	ctx, cancel := context.WithCancelCause(jobsCtx)
-	a := &active{d: d, cancel: cancel}
+	wg.Add(1)
 	p.mu.Lock()
-	p.running[d.ID] = a
-	p.held-- // the slot its fetch reserved
+	a := p.hold(jobsCtx, d, wg)
+	p.held-- // the slot Reserve reserved
 	p.busy++
 	p.mu.Unlock()
-	wg.Add(1)
-	// done releases the job once its outcome is recorded.
-	done := func() {
-		p.mu.Lock()
-		if p.running[d.ID] == a {
-			delete(p.running, d.ID)
-		}
-		p.mu.Unlock()
-		p.signalFreed()
-		wg.Done()
-	}
-	go func() {
-		recorded := p.execute(ctx, d, done)
-		cancel(nil)
-		if recorded {
-			done()
-		}
-	}()
+	go p.work(a)
 }
 
-// execute runs one attempt and records its outcome. It frees the job's slot
-// as soon as the handler returns. A success is handed to the acker, which
-// calls done once it is recorded: execute then returns false. Otherwise
-// execute records the outcome itself and returns true.
-func (p *Pool) execute(ctx context.Context, d *queue.Delivery, done func()) (recorded bool) {
+// work runs a, which has a slot, then the jobs that wait for the slot when
+// a's success leaves it free at once.
+func (p *Pool) work(a *active) {
+	for a != nil {
+		a = p.execute(a)
+	}
+}
+
+// release lets go of a job once its outcome is recorded (or its record
+// failed).
+func (p *Pool) release(a *active) {
+	p.mu.Lock()
+	if p.running[a.d.ID] == a {
+		delete(p.running, a.d.ID)
+	}
+	p.mu.Unlock()
+	p.signalFreed()
+	a.jobs.Done()
+}
+
+// execute runs one attempt of a, which has a slot, and records its outcome.
+// It frees the slot as soon as the handler returns, to the first job waiting
+// for one if any. A success is handed to the acker, which releases a once it
+// is recorded, and execute returns the waiting job that took the slot, for
+// the caller to run next. Otherwise execute starts that job on its own,
+// records the outcome itself, releases a and returns nil.
+func (p *Pool) execute(a *active) (next *active) {
+	d, ctx := a.d, a.ctx
+	defer a.cancel(nil)
 	began := time.Now()
 	if p.cfg.Observer != nil {
 		p.cfg.Observer.Started(d.Kind, d.Queue, p.q.Now().Sub(d.RunnableSince))
@@ -591,18 +810,49 @@ func (p *Pool) execute(ctx context.Context, d *queue.Delivery, done func()) (rec
 		ctx, stop = context.WithTimeoutCause(ctx, d.Timeout, errTimeout)
 		defer stop()
 	}
-	res, err := p.invoke(ctx, d)
+	var (
+		res Result
+		err error
+	)
+	if cause := context.Cause(ctx); cause != nil {
+		err = cause // interrupted while it waited for its slot
+	} else {
+		res, err = p.invoke(ctx, d)
+	}
+	ran := time.Since(began)
 	p.mu.Lock()
+	p.ranLocked(ran)
 	p.busy--
+	if run := p.nextLocked(nil); len(run) > 0 {
+		next = run[0]
+	}
 	p.mu.Unlock()
 	p.signalFreed()
 	if err == nil {
 		var o queue.Outcome
 		if o, err = p.outcome(d, res); err == nil {
-			p.complete(ack{c: queue.Completion{D: d, O: o}, began: began, done: done})
-			return false
+			p.complete(ack{c: queue.Completion{D: d, O: o}, began: began, a: a})
+			return next
 		}
 	}
+	if next != nil {
+		go p.work(next) // the next job need not wait for this record
+	}
+	p.record(ctx, d, began, err)
+	p.release(a)
+	return nil
+}
+
+// abandon records the end of a job that never started (it waited for a slot)
+// and was interrupted: canceled, lease lost or shutdown.
+func (p *Pool) abandon(a *active) {
+	p.record(a.ctx, a.d, time.Time{}, context.Cause(a.ctx))
+	p.release(a)
+}
+
+// record records an attempt of d that did not succeed, with the handler's
+// error err, under the attempt's context ctx.
+func (p *Pool) record(ctx context.Context, d *queue.Delivery, began time.Time, err error) {
 	mode, doc := p.classify(ctx, err)
 	var (
 		state string
@@ -622,12 +872,13 @@ func (p *Pool) execute(ctx context.Context, d *queue.Delivery, done func()) (rec
 		stop()
 	}
 	p.finished(d, began, mode, state, err, werr)
-	return true
 }
 
 // finished reports an attempt that ended with outcome (succeeded, or a Fail
 // mode) and the handler's error err, recorded as state, or not when werr is
-// not nil: to the observer and in the log.
+// not nil: to the observer and in the log. A zero began is a job that never
+// started (it waited for a slot): the observer, told of attempts, is not
+// told of it.
 func (p *Pool) finished(d *queue.Delivery, began time.Time, outcome, state string, err, werr error) {
 	ev := p.log.Info()
 	switch {
@@ -640,11 +891,15 @@ func (p *Pool) finished(d *queue.Delivery, began time.Time, outcome, state strin
 	default:
 		ev = p.log.Warn().Err(err)
 	}
-	if p.cfg.Observer != nil {
-		p.cfg.Observer.Finished(d.Kind, d.Queue, outcomeLabel(outcome, state, werr), time.Since(began))
+	var took time.Duration
+	if !began.IsZero() {
+		took = time.Since(began)
+		if p.cfg.Observer != nil {
+			p.cfg.Observer.Finished(d.Kind, d.Queue, outcomeLabel(outcome, state, werr), took)
+		}
 	}
 	ev.Str("job_id", d.ID).Str("kind", d.Kind).Str("queue", d.Queue).Int("attempt", d.Attempt).
-		Dur("duration", time.Since(began)).Str("outcome", outcome).Str("state", state).Msg("job attempt")
+		Dur("duration", took).Str("outcome", outcome).Str("state", state).Msg("job attempt")
 }
 
 // panicError is a recovered handler panic. The attempt fails retryably; the
