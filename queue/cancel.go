@@ -230,12 +230,3 @@ func (q *Queue) Stats(ctx context.Context, name string) (Stats, error) {
 	}
 	return s, nil
 }
-
-// Backlog returns how many jobs of queue name are runnable and waiting.
-func (q *Queue) Backlog(ctx context.Context, name string) (int64, error) {
-	n, err := q.rdb.ZCard(ctx, ReadyKey(name)).Result()
-	if err != nil {
-		return 0, fmt.Errorf("backlog %s: %w", name, err)
-	}
-	return n, nil
-}

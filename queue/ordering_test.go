@@ -161,8 +161,8 @@ func testOrderingOneAtATime(t *testing.T, e *env) {
 	e.wantOrder(q, key, a, b, c)
 	e.wantOrder(q, other, x)
 	e.wantCounts(q, map[string]int{"queued": 6}) // parked jobs count as queued
-	if n, err := e.q.Backlog(e.ctx, q); err != nil || n != 4 {
-		t.Errorf("Backlog = %d, %v; want 4 (the parked jobs are not runnable)", n, err)
+	if n, _, err := e.q.Admission(e.ctx, q); err != nil || n != 4 {
+		t.Errorf("Admission backlog = %d, %v; want 4 (the parked jobs are not runnable)", n, err)
 	}
 
 	// Five fetchers at once get the key's first job, the other key's job

@@ -60,28 +60,7 @@ func (s *doneSub) wait(t *testing.T, id string) {
 // ends); stop returns once Pool.Run has.
 func runPool(t *testing.T, q *queue.Queue, reg *Registry, cfg PoolConfig) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	p := NewPool(q, reg, cfg)
-	go func() { ran <- p.Run(ctx) }()
-	var stopped bool
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-ran:
-			if err != nil {
-				t.Errorf("Pool.Run: %v", err)
-			}
-		case <-time.After(eventTimeout):
-			t.Errorf("Pool.Run did not return within %v of its shutdown", eventTimeout)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return runOwnPool(t, NewPool(q, reg, cfg))
 }
 
 func TestClassifyInterruptions(t *testing.T) {
