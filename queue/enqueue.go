@@ -16,7 +16,10 @@ import (
 // ordering key's turn, at the back of the key's lane (state queued, in no
 // other set). The index writes of the batch are one command per set.
 //
-// It calls no setstate, so it names only the two state sets it writes.
+// It calls no setstate, so it names only the two state sets it writes and
+// includes only the ordering gate of the prelude; it builds a table only
+// for what the batch holds (the script is on the path of every enqueue, and
+// each closure and table is paid per call).
 //
 //	KEYS 1 st:queued; 2 st:scheduled; 3 ready; 4 scheduled; then per job: its
 //	     record and, for a job with an ordering key, the key's holder and lane
@@ -25,43 +28,47 @@ import (
 //	     n, and n field/value arguments of the record
 //	returns one code per job: 0 exists, 1 queued (ready or in the lane),
 //	     2 scheduled
-var enqueueScript = newScript(`
+var enqueueScript = redis.NewScript(luaGate + `
 local now = ARGV[1]
-local nnow = tonumber(now)
-local out, queued, ready, sched, schedst = {}, {}, {}, {}, {}
+local nnow, out = tonumber(now), {}
+local queued, ready, sched, schedst
 local a, k = 4, 5
 while a <= #ARGV do
   local id, runat, okey, n = ARGV[a], tonumber(ARGV[a+1]), ARGV[a+3], tonumber(ARGV[a+4])
-  local job, holder, lane = KEYS[k], KEYS[k+1], KEYS[k+2]
-  k = k + 1
-  if okey ~= '' then k = k + 2 end
+  local job = KEYS[k]
   if redis.call('EXISTS', job) == 1 then
     out[#out+1] = 0
   elseif runat > nnow then
     redis.call('HSET', job, 'created', now, 'state', 'scheduled', 'run_at', runat,
       unpack(ARGV, a+5, a+4+n))
+    if not sched then sched, schedst = {}, {} end
     sched[#sched+1], sched[#sched+2] = runat, id
     schedst[#schedst+1], schedst[#schedst+2] = now, id
     out[#out+1] = 2
   else
     redis.call('HSET', job, 'created', now, 'state', 'queued', unpack(ARGV, a+5, a+4+n))
+    if not queued then queued, ready = {}, {} end
     queued[#queued+1], queued[#queued+2] = now, id
-    if gate(job, id, okey, holder, lane) then
+    if gate(job, id, okey, KEYS[k+1], KEYS[k+2]) then
       ready[#ready+1], ready[#ready+2] = ARGV[a+2], id
     end
     out[#out+1] = 1
   end
+  k = k + 1
+  if okey ~= '' then k = k + 2 end
   a = a + 5 + n
 end
-if #queued > 0 then redis.call('ZADD', KEYS[1], unpack(queued)) end
-if #sched > 0 then
+if queued then
+  redis.call('ZADD', KEYS[1], unpack(queued))
+  if #ready > 0 then
+    local empty = redis.call('ZCARD', KEYS[3]) == 0
+    redis.call('ZADD', KEYS[3], unpack(ready))
+    if empty then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+  end
+end
+if sched then
   redis.call('ZADD', KEYS[4], unpack(sched))
   redis.call('ZADD', KEYS[2], unpack(schedst))
-end
-if #ready > 0 then
-  local empty = redis.call('ZCARD', KEYS[3]) == 0
-  redis.call('ZADD', KEYS[3], unpack(ready))
-  if empty then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 end
 return out
 `)
@@ -201,6 +208,11 @@ func (b *batcher) drain(own *enqueueReq) {
 // the batch spans queues. Every request is answered.
 func (q *Queue) enqueueBatch(batch []*enqueueReq) {
 	ctx := context.Background()
+	if oneQueue(batch) {
+		keys, args := q.enqueueCall(batch)
+		q.settle(ctx, batch, enqueueScript.Run(ctx, q.rdb, keys, args...))
+		return
+	}
 	groups := map[string][]*enqueueReq{}
 	var order []string
 	for _, r := range batch {
@@ -210,16 +222,10 @@ func (q *Queue) enqueueBatch(batch []*enqueueReq) {
 		}
 		groups[name] = append(groups[name], r)
 	}
-	if len(order) == 1 {
-		rs := groups[order[0]]
-		keys, args := enqueueCall(rs)
-		q.settle(ctx, rs, enqueueScript.Run(ctx, q.rdb, keys, args...))
-		return
-	}
 	cmds := make([]*redis.Cmd, len(order))
 	_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, name := range order {
-			keys, args := enqueueCall(groups[name])
+			keys, args := q.enqueueCall(groups[name])
 			cmds[i] = enqueueScript.EvalSha(ctx, p, keys, args...)
 		}
 		return nil
@@ -227,20 +233,39 @@ func (q *Queue) enqueueBatch(batch []*enqueueReq) {
 	for i, name := range order {
 		rs, cmd := groups[name], cmds[i]
 		if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			keys, args := enqueueCall(rs)
+			keys, args := q.enqueueCall(rs)
 			cmd = enqueueScript.Run(ctx, q.rdb, keys, args...)
 		}
 		q.settle(ctx, rs, cmd)
 	}
 }
 
+func oneQueue(batch []*enqueueReq) bool {
+	for _, r := range batch[1:] {
+		if r.job.Queue != batch[0].job.Queue {
+			return false
+		}
+	}
+	return true
+}
+
+// enqueueKeys are the keys every enqueue script call of queue name starts
+// with, built once per queue (remember keeps them).
+func enqueueKeys(name string) []string {
+	return []string{StateKey(name, "queued"), StateKey(name, "scheduled"), ReadyKey(name), ScheduledKey(name)}
+}
+
 // enqueueCall builds the keys and arguments of one script call storing rs,
 // jobs of one queue.
-func enqueueCall(rs []*enqueueReq) ([]string, []any) {
+func (q *Queue) enqueueCall(rs []*enqueueReq) ([]string, []any) {
 	name := rs[0].job.Queue
+	first, ok := q.known.Load(name)
+	if !ok {
+		first = enqueueKeys(name)
+	}
 	keys := make([]string, 0, 4+len(rs))
-	keys = append(keys, StateKey(name, "queued"), StateKey(name, "scheduled"), ReadyKey(name), ScheduledKey(name))
-	args := make([]any, 0, 3+27*len(rs))
+	keys = append(keys, first.([]string)...)
+	args := make([]any, 0, 3+13*len(rs))
 	args = append(args, rs[0].nowMS, ChannelWake, name)
 	for _, r := range rs {
 		j := r.job
@@ -248,20 +273,20 @@ func enqueueCall(rs []*enqueueReq) ([]string, []any) {
 		if j.OrderingKey != "" {
 			keys = append(keys, orderKeys(name, j.OrderingKey)...)
 		}
-		fields := recordFields(j)
-		args = append(args, j.ID, r.runAt, readyScore(r.nowMS, j.Priority), j.OrderingKey, len(fields))
-		args = append(args, fields...)
+		n := len(args)
+		args = append(args, j.ID, r.runAt, readyScore(r.nowMS, j.Priority), j.OrderingKey, 0)
+		args = appendRecordFields(args, j)
+		args[n+4] = len(args) - n - 5
 	}
 	return keys, args
 }
 
-// recordFields are the field/value arguments of a new job's record, but
+// appendRecordFields appends the field/value arguments of a new job's record, but
 // for its state and times. A field at its default is left out, and so is
 // what the record's key tells (id, queue): every reader applies the
 // defaults (attempt 0, ver 1, prio 0, max 1, timeout 0, no target, updated =
 // created), and a smaller record is a cheaper enqueue.
-func recordFields(j NewJob) []any {
-	fields := make([]any, 0, 16)
+func appendRecordFields(fields []any, j NewJob) []any {
 	fields = append(fields, "kind", j.Kind, "args", j.Args)
 	if j.Version != 1 {
 		fields = append(fields, "ver", j.Version)
@@ -389,7 +414,7 @@ func (q *Queue) Handoff(ctx context.Context, j NewJob) (Enqueued, *Delivery, err
 	keys := []string{StateKey(name, "running"), ReadyKey(name), LeasedKey(name), TokensKey(name),
 		SeqKey(name), MetaKey(name), JobKey(name, j.ID)}
 	args := []any{r.nowMS, r.nowMS + q.opts.Lease.Milliseconds(), j.ID}
-	args = append(args, recordFields(j)...)
+	args = appendRecordFields(args, j)
 	args = append(args, "created", r.nowMS, "started", r.nowMS, "state", "running", "attempt", 1)
 	res, err := handoffScript.Run(ctx, q.rdb, keys, args...).Slice()
 	if err != nil {

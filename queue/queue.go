@@ -36,6 +36,16 @@ var (
 	ErrExists = errors.New("job exists")
 )
 
+// RESP is the Redis protocol version Offload's clients speak unless told
+// otherwise (a REDIS_URL with ?protocol=3): RESP2. Offload uses nothing of
+// RESP3 (no client-side caching, no push notifications outside pub/sub,
+// which works on both), and go-redis, on a RESP3 connection, peeks for
+// pending push notifications before reading every reply: one more read
+// system call per command, about 8 µs of client CPU per enqueue on the
+// benchmark machine (docs/benchmarks.md). Scripts see no difference: they
+// answer in RESP2 unless they call redis.setresp.
+const RESP = 2
+
 // Options configure a Queue. The zero value is usable.
 type Options struct {
 	// Lease is how long a worker holds a job between heartbeats. Default 30s.
@@ -72,7 +82,7 @@ type Queue struct {
 	mu      sync.Mutex
 	entropy *ulid.MonotonicEntropy
 
-	known sync.Map // queue name -> struct{}: already in QueuesKey
+	known sync.Map // queue name -> []string, its enqueue script's first keys: already in QueuesKey
 
 	enq batcher // groups concurrent Enqueue calls
 }
@@ -147,7 +157,7 @@ func (q *Queue) remember(ctx context.Context, name string) error {
 	if err := q.rdb.SAdd(ctx, QueuesKey(), name).Err(); err != nil {
 		return fmt.Errorf("register queue %s: %w", name, err)
 	}
-	q.known.Store(name, struct{}{})
+	q.known.Store(name, enqueueKeys(name))
 	return nil
 }
 

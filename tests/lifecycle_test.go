@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/offload-dev/offload/api"
+	"github.com/offload-dev/offload/internal/redistest"
 )
 
 func TestHealth(t *testing.T) {
@@ -129,5 +130,27 @@ func TestWorkerKilled(t *testing.T) {
 	if len(got.AttemptErrors) != 1 || got.AttemptErrors[0].Attempt != 1 ||
 		!strings.Contains(got.AttemptErrors[0].Error, "lease") {
 		t.Errorf("attempt_errors %+v, want one entry for the lost lease of attempt 1", got.AttemptErrors)
+	}
+}
+
+// TestRedisProtocol: the server speaks RESP2 to Redis unless REDIS_URL asks
+// for another protocol (queue.RESP tells why).
+func TestRedisProtocol(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		query, want, unwanted string
+	}{{"", "resp=2", "resp=3"}, {"?protocol=3", "resp=3", ""}} {
+		rs := redistest.Start(t)
+		s := startOn(t, rs, map[string]string{"REDIS_URL": rs.URL() + c.query})
+		job := s.submit(t, map[string]any{"kind": "sleep", "args": map[string]any{"ms": 1}})
+		s.waitState(t, job.ID, api.StateSucceeded, jobTimeout)
+		list, err := rs.Client(t).ClientList(context.Background()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(list, c.want) || c.unwanted != "" && strings.Contains(list, c.unwanted) {
+			t.Errorf("REDIS_URL%s: want clients with %s and none with %q:\n%s", c.query, c.want, c.unwanted, list)
+		}
+		s.Stop(t)
 	}
 }

@@ -17,14 +17,19 @@ import (
 
 // offloadSystem is Offload's delivery engine: queue.Queue for enqueue,
 // workers.Pool for processing, each over its own go-redis client with the
-// options cmd/server gets from a plain redis:// URL.
+// options cmd/server gets from a plain redis:// URL (RESP2, queue.RESP; asynq
+// keeps its own defaults, RESP3).
 type offloadSystem struct {
 	rdb  *redis.Client // the engine's
 	poll *redis.Client // the completion poller's
 }
 
 func newOffloadSystem(opts *redis.Options) *offloadSystem {
-	return &offloadSystem{rdb: redis.NewClient(opts), poll: redis.NewClient(opts)}
+	o := *opts
+	if o.Protocol == 0 {
+		o.Protocol = queue.RESP // as cmd/server
+	}
+	return &offloadSystem{rdb: redis.NewClient(&o), poll: redis.NewClient(opts)}
 }
 
 func (s *offloadSystem) close() { _ = s.rdb.Close(); _ = s.poll.Close() }

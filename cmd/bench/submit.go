@@ -16,6 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/offload-dev/offload/queue"
 )
 
 // submitFlags are the flags of `bench submit`.
@@ -246,6 +248,9 @@ func connectRedis(ctx context.Context, f submitFlags) (redis.UniversalClient, st
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("-redis-url: %w", err)
 		}
+		if opts.Protocol == 0 {
+			opts.Protocol = queue.RESP
+		}
 		rdb := redis.NewClient(opts)
 		return rdb, fmt.Sprintf("%s db %d, from -redis-url", opts.Addr, opts.DB), func() { _ = rdb.Close() }, nil
 	}
@@ -253,8 +258,9 @@ func connectRedis(ctx context.Context, f submitFlags) (redis.UniversalClient, st
 	if err != nil {
 		return nil, "", nil, err
 	}
-	// Same client options as cmd/server gets from a plain redis:// URL.
-	rdb := redis.NewClient(&redis.Options{Addr: srv.addr})
+	// Same client options as cmd/server gets from a plain redis:// URL, for
+	// every variant (the floor's LPUSH included).
+	rdb := redis.NewClient(&redis.Options{Addr: srv.addr, Protocol: queue.RESP})
 	return rdb, "redis-server started on " + srv.addr, func() { _ = rdb.Close(); srv.stop() }, nil
 }
 

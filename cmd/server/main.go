@@ -219,7 +219,8 @@ func listen(cfg Config, h http.Handler) (*http.Server, net.Listener, error) {
 	return srv, expectconn.NewTLSListener(raw, srv.TLSConfig), nil
 }
 
-// connect returns the Redis client: REDIS_URL, or an embedded miniredis.
+// connect returns the Redis client: REDIS_URL, or an embedded miniredis. It
+// speaks queue.RESP unless the URL names a protocol.
 func connect(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), error) {
 	if cfg.RedisURL == "" {
 		mr := miniredis.NewMiniRedis()
@@ -228,7 +229,7 @@ func connect(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), err
 		}
 		log.Warn().Str("addr", mr.Addr()).Msg("REDIS_URL is not set: using an EMBEDDED IN-MEMORY Redis. " +
 			"NOTHING SURVIVES A RESTART and other processes cannot share it. Set REDIS_URL for real use.")
-		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), Protocol: queue.RESP})
 		return rdb, func() { _ = rdb.Close(); mr.Close() }, nil
 	}
 	if cfg.RedisCluster {
@@ -236,12 +237,18 @@ func connect(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), err
 		if err != nil {
 			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		if opts.Protocol == 0 {
+			opts.Protocol = queue.RESP
+		}
 		rdb := redis.NewClusterClient(opts)
 		return rdb, func() { _ = rdb.Close() }, nil
 	}
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	if opts.Protocol == 0 {
+		opts.Protocol = queue.RESP
 	}
 	rdb := redis.NewClient(opts)
 	return rdb, func() { _ = rdb.Close() }, nil

@@ -86,7 +86,7 @@ func StartCluster(t testing.TB) *Cluster {
 // t.Cleanup.
 func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
 	t.Helper()
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs})
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, Protocol: resp})
 	t.Cleanup(func() { _ = cc.Close() })
 	return cc
 }

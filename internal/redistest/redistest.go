@@ -66,12 +66,18 @@ func (s *Server) URL() string {
 	return "redis://" + s.Addr + "/0"
 }
 
+// resp is the protocol of the clients this package returns: RESP2, what
+// Offload's server speaks by default (queue.RESP; this package cannot import
+// queue, whose tests use it). Tests that build their own clients, on
+// miniredis for one, keep go-redis's default, RESP3, so both are exercised.
+const resp = 2
+
 // Client returns a go-redis client connected to the server. The client is
 // closed in t.Cleanup (before the server itself is stopped when both belong
 // to the same test).
 func (s *Server) Client(t testing.TB) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: resp})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
