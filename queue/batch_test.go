@@ -18,6 +18,7 @@ func TestBatchTransitions(t *testing.T) {
 		{"complete_many_publishes_one_done_message", testCompleteManyDone},
 		{"complete_many_refuses_a_repeated_delivery", testCompleteManyRepeated},
 		{"batches_past_the_lua_unpack_limit", testBigBatch},
+		{"enqueue_batch_checks_each_job_only_when_a_key_exists", testEnqueueBatchExisting},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -158,4 +159,55 @@ func testBigBatch(t *testing.T, e *env) {
 	if got := e.zcard(queue.ExpiringKey(q)); got != n {
 		t.Errorf("%d jobs expiring, want %d", got, n)
 	}
+}
+
+// testEnqueueBatchExisting: a batch of new jobs is checked with one EXISTS
+// over all its keys; when some key exists (a duplicate id, the holder of an
+// ordering key) every job is checked on its own, and only the duplicate is
+// refused, its record untouched.
+func testEnqueueBatchExisting(t *testing.T, e *env) {
+	const q = "bq"
+	old := e.enqueue(queue.NewJob{Queue: q, Kind: "k", Args: []byte(`{"old":true}`)})
+	holder := e.enqueue(queue.NewJob{Queue: q, Kind: "k", OrderingKey: "key"})
+	before := e.snapshot(q, old.ID)
+
+	res, errs := e.q.EnqueueTogether(e.ctx, []queue.NewJob{
+		{Queue: q, Kind: "k"},
+		{Queue: q, Kind: "other", ID: old.ID},
+		{Queue: q, Kind: "k", OrderingKey: "key"},
+		{Queue: q, Kind: "k", RunAt: e.clock.Now().Add(time.Hour)},
+	})
+	for i, want := range []string{"queued", "", "queued", "scheduled"} {
+		if want == "" {
+			if !errors.Is(errs[i], queue.ErrExists) {
+				t.Errorf("job %d, an existing id: %v, want ErrExists", i, errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil || res[i].State != want {
+			t.Fatalf("job %d: %+v, %v; want state %s", i, res[i], errs[i], want)
+		}
+		e.wantState(q, res[i].ID, want)
+	}
+	if got := e.snapshot(q, old.ID); got != before {
+		t.Errorf("the existing job changed:\n%s\nwant\n%s", got, before)
+	}
+	e.wantOrder(q, "key", holder.ID, res[2].ID)
+
+	// All new: one EXISTS for the batch, every job stored.
+	res, errs = e.q.EnqueueTogether(e.ctx, []queue.NewJob{{Queue: q, Kind: "k"}, {Queue: q, Kind: "k"}})
+	for i := range res {
+		if errs[i] != nil {
+			t.Fatalf("new job %d: %v", i, errs[i])
+		}
+		e.wantState(q, res[i].ID, "queued")
+	}
+	// Alone, a duplicate is refused too.
+	if _, errs = e.q.EnqueueTogether(e.ctx, []queue.NewJob{{Queue: q, Kind: "other", ID: old.ID}}); !errors.Is(errs[0], queue.ErrExists) {
+		t.Errorf("a lone existing id: %v, want ErrExists", errs[0])
+	}
+	if got := e.zcard(queue.ReadyKey(q)); got != 5 {
+		t.Errorf("ready set holds %d jobs, want 5 (old, the key's holder, three new)", got)
+	}
+	e.wantCounts(q, map[string]int{"queued": 6, "scheduled": 1})
 }

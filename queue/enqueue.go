@@ -19,7 +19,9 @@ import (
 // It calls no setstate, so it names only the two state sets it writes and
 // includes only the ordering gate of the prelude; it builds a table only
 // for what the batch holds (the script is on the path of every enqueue, and
-// each closure and table is paid per call).
+// each closure and table is paid per call). A batch of several jobs checks
+// that none exists with one EXISTS over all its keys, and checks job by job
+// only when some key exists (a duplicate id, or an ordering key's holder).
 //
 //	KEYS 1 st:queued; 2 st:scheduled; 3 ready; 4 scheduled; then per job: its
 //	     record and, for a job with an ordering key, the key's holder and lane
@@ -32,11 +34,12 @@ var enqueueScript = redis.NewScript(luaGate + `
 local now = ARGV[1]
 local nnow, out = tonumber(now), {}
 local queued, ready, sched, schedst
+local fresh = #KEYS > 5 and redis.call('EXISTS', unpack(KEYS, 5)) == 0
 local a, k = 4, 5
 while a <= #ARGV do
   local id, runat, okey, n = ARGV[a], tonumber(ARGV[a+1]), ARGV[a+3], tonumber(ARGV[a+4])
   local job = KEYS[k]
-  if redis.call('EXISTS', job) == 1 then
+  if not fresh and redis.call('EXISTS', job) == 1 then
     out[#out+1] = 0
   elseif runat > nnow then
     redis.call('HSET', job, 'created', now, 'state', 'scheduled', 'run_at', runat,
