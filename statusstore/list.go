@@ -82,18 +82,18 @@ func (s *Store) List(ctx context.Context, f Filter) (api.JobList, error) {
 		states = []string{f.State}
 	}
 	for _, q := range queues {
-		for _, st := range states {
-			es, more, err := s.page(ctx, queue.StateKey(q, st), q, after, batch)
-			if err != nil {
-				return api.JobList{}, err
-			}
-			full = full || more
-			cands = append(cands, es...)
+		es, more, err := s.pages(ctx, q, states, after, batch)
+		if err != nil {
+			return api.JobList{}, err
 		}
+		full = full || more
+		cands = append(cands, es...)
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].before(cands[j]) })
-	// A job that changed state between two reads is in both: the entries
-	// sort side by side (same creation score, same id); keep one.
+	// The state sets of one queue are read in one transaction, so a job is
+	// in exactly one of them; a job never changes queue. This keeps the
+	// list right should that ever change: a job read twice sorts side by
+	// side with itself (same creation score, same id); keep one.
 	cands = slices.CompactFunc(cands, func(a, b entry) bool { return a.id == b.id && a.queue == b.queue })
 	if len(cands) > batch {
 		cands, full = cands[:batch], true
@@ -129,21 +129,42 @@ func (s *Store) List(ctx context.Context, f Filter) (api.JobList, error) {
 	return out, nil
 }
 
-// page reads up to n entries of one index that sort after the cursor, and
-// whether more may follow.
-func (s *Store) page(ctx context.Context, key, q string, after *entry, n int) ([]entry, bool, error) {
+// pages reads, for each of the given state sets of queue q, up to n entries
+// that sort after the cursor, and whether more may follow. The sets are read
+// in one MULTI/EXEC (all keys of a queue share a hash slot): a snapshot in
+// which a job changing state is in exactly one of them, never in none.
+func (s *Store) pages(ctx context.Context, q string, states []string, after *entry, n int) ([]entry, bool, error) {
 	max := "+inf"
 	if after != nil {
 		max = strconv.FormatInt(after.score, 10)
 	}
-	// Entries with the cursor's own score that sort at or before it are
-	// skipped, so ask for enough to cover them.
-	zs, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-		Key: key, Start: max, Stop: "-inf", ByScore: true, Rev: true, Count: int64(n) + 64,
-	}).Result()
+	cmds := make([]*redis.ZSliceCmd, len(states))
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, st := range states {
+			// Entries with the cursor's own score that sort at or before it
+			// are skipped, so ask for enough to cover them.
+			cmds[i] = p.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+				Key: queue.StateKey(q, st), Start: max, Stop: "-inf", ByScore: true, Rev: true, Count: int64(n) + 64,
+			})
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, false, fmt.Errorf("page %s: %w", key, err)
+		return nil, false, fmt.Errorf("page the state sets of %s: %w", q, err)
 	}
+	var out []entry
+	more := false
+	for _, c := range cmds {
+		es, m := pageOf(c.Val(), q, after, n)
+		out, more = append(out, es...), more || m
+	}
+	return out, more, nil
+}
+
+// pageOf keeps, of the entries zs of one index (newest first, asked for
+// n+64), the first n that sort after the cursor, and tells whether more
+// may follow.
+func pageOf(zs []redis.Z, q string, after *entry, n int) ([]entry, bool) {
 	more := len(zs) == n+64
 	out := make([]entry, 0, min(len(zs), n))
 	for _, z := range zs {
@@ -152,11 +173,11 @@ func (s *Store) page(ctx context.Context, key, q string, after *entry, n int) ([
 			continue
 		}
 		if len(out) == n {
-			return out, true, nil
+			return out, true
 		}
 		out = append(out, e)
 	}
-	return out, more, nil
+	return out, more
 }
 
 func encodeCursor(e entry) string {
