@@ -210,11 +210,12 @@ type Stats struct {
 }
 
 // Stats returns the per-state counts and pause flag of queue name in one
-// round trip.
+// round trip, as one snapshot (MULTI/EXEC): a job changing state is counted
+// once.
 func (q *Queue) Stats(ctx context.Context, name string) (Stats, error) {
 	var cmds []*redis.IntCmd
 	var paused *redis.StringCmd
-	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range stateKeys(name) {
 			cmds = append(cmds, p.ZCard(ctx, k))
 		}

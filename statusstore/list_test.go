@@ -14,8 +14,9 @@ import (
 )
 
 // TestListSnapshot: a job that moves back and forth between two states
-// (running, then requeued) while jobs are listed is in every page, once: the
-// state sets of a queue are read as one snapshot. Read one after another,
+// (running, then requeued) while jobs are listed is in every page, once, and
+// counted once by the queue's stats: the state sets of a queue are read as
+// one snapshot. Read one after another,
 // a move from a set read later into one read earlier (running → queued)
 // hid the job from the page.
 func TestListSnapshot(t *testing.T) {
@@ -83,6 +84,14 @@ func testListSnapshot(t *testing.T, rdb redis.UniversalClient) {
 		}
 		if len(page.Jobs) != 6 || seen != 1 {
 			t.Errorf("list %d: %d jobs, the moving one %d times; want 6 jobs, it once", lists, len(page.Jobs), seen)
+			break
+		}
+		st, err := q.Stats(ctx, "snap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := st.Counts["queued"] + st.Counts["running"]; n != 6 || len(st.Counts) != 8 {
+			t.Errorf("stats %d: %v, want 6 jobs queued or running", lists, st.Counts)
 			break
 		}
 	}
