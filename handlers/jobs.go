@@ -192,11 +192,11 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 
 // handoff stores a job that a request waits for already leased to a free
 // worker slot of this process, and starts it, when its queue is idle
-// (queue.Handoff): the wait is then one round trip to store it and one to
-// record its outcome. ok is false, with nothing stored, when the job must go
-// through its queue instead.
+// (queue.Handoff, which also declines ordered and scheduled jobs): the wait
+// is then one round trip to store it and one to record its outcome. ok is
+// false, with nothing stored, when the job must go through its queue instead.
 func (a *API) handoff(ctx context.Context, nj queue.NewJob, waiting bool) (queue.Enqueued, bool, error) {
-	if !waiting || a.cfg.Handoff == nil || nj.OrderingKey != "" || !nj.RunAt.IsZero() {
+	if !waiting || a.cfg.Handoff == nil {
 		return queue.Enqueued{}, false, nil
 	}
 	run, release, ok := a.cfg.Handoff(nj.Queue)

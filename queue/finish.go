@@ -33,8 +33,9 @@ type Outcome struct {
 // batch: one HMGET of the tokens, one HDEL and ZREM to end the leases, one
 // ZREM per state the jobs leave, one ZADD into succeeded and one into
 // expiring, and one message on the done channel carrying every id recorded
-// (space-separated; one message per 1000 ids). Each job costs one HMGET and one HSET of its record,
-// plus its target, follow-ups and ordering key's turn when it has them.
+// (space-separated; one message per 1000 ids). Each job costs one HMGET and
+// one HSET of its record, plus its target, follow-ups and ordering key's
+// turn when it has them.
 //
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 throughput of
 //	     this minute; 13 ready; 14 outbox; then per job: 15 job, 16 target,

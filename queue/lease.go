@@ -118,7 +118,6 @@ for j = 1, n do
       local o = #out
       out[o+1], out[o+2], out[o+3], out[o+4], out[o+5] = 1, attempt, f[2] or '', f[3] or '1', f[4] or ''
       out[o+6], out[o+7], out[o+8], out[o+9], out[o+10] = f[5] or '1', f[6] or '0', f[7] or '', since, f[10] or ''
-
     end
   end
 end
