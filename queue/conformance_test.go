@@ -250,6 +250,14 @@ func testEnqueueRejects(t *testing.T, e *env) {
 	}
 	e.wantFields(q, en.ID, map[string]string{"kind": "k", "args": "1", "max": "1", "ver": "1"})
 	e.wantCounts(q, map[string]int{"queued": 1})
+	// The same write again (what a client's retry after a lost reply
+	// sends: same id and kind, same millisecond) finds this call's own job:
+	// accepted as it was, stored once.
+	again, err := e.q.Enqueue(e.ctx, queue.NewJob{ID: en.ID, Queue: q, Kind: "k", Args: []byte(`1`)})
+	if err != nil || again.ID != en.ID || again.State != "queued" || !again.CreatedAt.Equal(en.CreatedAt) {
+		t.Errorf("the same write again = %+v, %v; want %+v", again, err, en)
+	}
+	e.wantCounts(q, map[string]int{"queued": 1})
 	for _, bad := range []string{"", "Bad", "a.b", "a{b}", strings.Repeat("x", 65)} {
 		if _, err := e.q.Enqueue(e.ctx, queue.NewJob{Queue: bad, Kind: "k"}); !errors.Is(err, queue.ErrBadQueueName) {
 			t.Errorf("Enqueue into %q = %v, want ErrBadQueueName", bad, err)
