@@ -105,7 +105,7 @@ type Server struct {
 // dropped so that the developer's environment cannot change a test.
 var configVars = []string{"IDEMPOTENCY_TTL", "ADDR", "REDIS_URL", "REDIS_CLUSTER", "ROLE", "CONCURRENCY", "QUEUES",
 	"QUEUES_STRICT", "BODY_LIMIT", "RETENTION", "TOMBSTONE", "LEASE", "SHUTDOWN_GRACE", "LOG_LEVEL", "LOG_FORMAT",
-	"MAX_RUN_SLICE", "SYNC_MAX_BACKLOG", "SYNC_WAIT_MAX", "TLS_CERT", "TLS_KEY"}
+	"MAX_RUN_SLICE", "SYNC_MAX_BACKLOG", "SYNC_WAIT_MAX", "TLS_CERT", "TLS_KEY", "PREFETCH"}
 
 // startServer starts the server binary with env (ROLE, LEASE, ...). Unless
 // env names a REDIS_URL, it first starts a fresh redis-server for the test.

@@ -37,6 +37,11 @@ type Config struct {
 	// QueuesStrict drains queues in the listed order instead of by weight
 	// (QUEUES_STRICT, -queues-strict). Default false.
 	QueuesStrict bool
+	// Prefetch is how many jobs a worker process may lease beyond
+	// Concurrency so that a freed slot finds its next job at hand: "auto"
+	// (as many as Concurrency, at most 64, and only while handlers are
+	// short) or a number, 0 for none (PREFETCH, -prefetch). Default auto.
+	Prefetch string
 	// BodyLimit bounds request bodies in bytes (BODY_LIMIT, -body-limit). Default 1048576.
 	BodyLimit int64
 	// Retention is how long finished jobs stay readable (RETENTION, -retention). Default 24h.
@@ -73,7 +78,8 @@ type Config struct {
 	// LogFormat is json or console (LOG_FORMAT, -log-format). Default json.
 	LogFormat string
 
-	queues []workers.QueueWeight
+	queues   []workers.QueueWeight
+	prefetch int // PoolConfig.Prefetch: 0 auto, negative none
 }
 
 // parseConfig reads the environment, then the flags.
@@ -122,6 +128,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, bool, error
 	num(&c.Concurrency, "concurrency", "CONCURRENCY", 10, "jobs run at once per worker process")
 	str(&c.Queues, "queues", "QUEUES", "default", "queues to drain: name[:weight],...")
 	boolean(&c.QueuesStrict, "queues-strict", "QUEUES_STRICT", "drain queues in strict order")
+	str(&c.Prefetch, "prefetch", "PREFETCH", "auto", "jobs a worker process may lease beyond CONCURRENCY: auto, or a number (0: none)")
 	num(&bodyLimit, "body-limit", "BODY_LIMIT", 1<<20, "request body limit in bytes")
 	dur(&c.Retention, "retention", "RETENTION", 24*time.Hour, "how long finished jobs are kept")
 	dur(&c.Tombstone, "tombstone", "TOMBSTONE", 7*24*time.Hour, "how long expired jobs answer 410")
@@ -187,7 +194,18 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("LOG_FORMAT must be json or console, not %q", c.LogFormat))
 	}
+	switch n, err := strconv.Atoi(c.Prefetch); {
+	case c.Prefetch == "auto":
+		c.prefetch = 0
+	case err != nil || n < 0 || n > 10000:
+		errs = append(errs, fmt.Errorf("PREFETCH must be auto or 0..10000, not %q", c.Prefetch))
+	case n == 0:
+		c.prefetch = -1
+	default:
+		c.prefetch = n
+	}
 	c.queues = nil
+	seen := map[string]bool{}
 	for _, part := range strings.Split(c.Queues, ",") {
 		name, w, hasW := strings.Cut(strings.TrimSpace(part), ":")
 		weight := 1
@@ -200,7 +218,10 @@ func (c *Config) validate() error {
 		}
 		if !queue.ValidQueueName(name) {
 			errs = append(errs, fmt.Errorf("QUEUES: %q: %w", name, queue.ErrBadQueueName))
+		} else if seen[name] {
+			errs = append(errs, fmt.Errorf("QUEUES: %q is listed twice", name))
 		}
+		seen[name] = true
 		c.queues = append(c.queues, workers.QueueWeight{Name: name, Weight: weight})
 	}
 	if c.RedisURL != "" {
