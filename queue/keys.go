@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/oklog/ulid/v2"
 )
 
 // Every Redis key Offload uses is built here, by pure functions. All keys of
@@ -87,10 +89,15 @@ func ValidOrderingKey(key string) bool {
 	return key != "" && utf8.ValidString(key) && utf8.RuneCountInString(key) <= MaxOrderingKey
 }
 
-// QueueOf returns the queue encoded in a job id ("{queue}.{ulid}").
+// QueueOf returns the queue encoded in a job id ("{queue}.{ulid}"). It
+// refuses an id whose ULID is not one that NewID makes: 26 characters of
+// Crockford's base32 in upper case, within the ULID range.
 func QueueOf(id string) (string, bool) {
 	q, rest, ok := strings.Cut(id, ".")
-	if !ok || !ValidQueueName(q) || len(rest) != 26 {
+	if !ok || !ValidQueueName(q) || len(rest) != ulid.EncodedSize || strings.ToUpper(rest) != rest {
+		return "", false
+	}
+	if _, err := ulid.ParseStrict(rest); err != nil {
 		return "", false
 	}
 	return q, true

@@ -64,6 +64,11 @@ func TestQueueOf(t *testing.T) {
 		{"bad queue", "Emails." + u, "", false},
 		{"short ulid", "emails." + u[:25], "", false},
 		{"long ulid", "emails." + u + "0", "", false},
+		{"not base32 (I)", "emails." + u[:25] + "I", "", false},
+		{"not base32 (U)", "emails.U" + u[1:], "", false},
+		{"lower case", "emails." + strings.ToLower(u), "", false},
+		{"past the ULID range", "emails.8" + u[1:], "", false},
+		{"punctuation", "emails." + u[:25] + "}", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
