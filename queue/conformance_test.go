@@ -258,6 +258,13 @@ func testEnqueueRejects(t *testing.T, e *env) {
 		t.Errorf("the same write again = %+v, %v; want %+v", again, err, en)
 	}
 	e.wantCounts(q, map[string]int{"queued": 1})
+	// Once it runs, its queue's ready set is empty: its id is still taken.
+	e.fetchOne(q, en.ID)
+	if _, err := e.q.Enqueue(e.ctx, queue.NewJob{ID: en.ID, Queue: q, Kind: "other", Args: []byte(`2`)}); !errors.Is(err, queue.ErrExists) {
+		t.Errorf("Enqueue of the id of a running job = %v, want ErrExists", err)
+	}
+	e.wantFields(q, en.ID, map[string]string{"kind": "k", "state": "running"})
+	e.wantCounts(q, map[string]int{"running": 1})
 	for _, bad := range []string{"", "Bad", "a.b", "a{b}", strings.Repeat("x", 65)} {
 		if _, err := e.q.Enqueue(e.ctx, queue.NewJob{Queue: bad, Kind: "k"}); !errors.Is(err, queue.ErrBadQueueName) {
 			t.Errorf("Enqueue into %q = %v, want ErrBadQueueName", bad, err)

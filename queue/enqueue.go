@@ -81,18 +81,21 @@ return out
 // does the same writes with no loop, table or function of its own, and the
 // record's fixed field names are in its text instead of its arguments: a
 // script's arguments, and every table and closure it builds, are paid on
-// each call.
+// each call. One EXISTS tells both whether the job exists and whether the
+// ready set is empty (Redis deletes an emptied set): it names the record
+// twice, so that it counts 2 for it and 1 for the ready set.
 //
 //	KEYS 1 the job's record; 2 st:queued; 3 ready
 //	ARGV 1 now ms; 2 ready score; 3 id; 4 queue; 5 kind; 6 args; then the
 //	     other field/value arguments of the record
 //	returns 0 exists, 1 queued
 var enqueueOneScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local seen = redis.call('EXISTS', KEYS[1], KEYS[1], KEYS[3])
+if seen >= 2 then return 0 end
 redis.call('HSET', KEYS[1], 'created', ARGV[1], 'state', 'queued', 'kind', ARGV[5], 'args', ARGV[6], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
-if redis.call('ZCARD', KEYS[3]) == 1 then redis.call('PUBLISH', '` + ChannelWake + `', ARGV[4]) end
+if seen == 0 then redis.call('PUBLISH', '` + ChannelWake + `', ARGV[4]) end
 return 1
 `)
 
