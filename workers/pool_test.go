@@ -125,9 +125,12 @@ func (e *iterEnv) enqueue(t *testing.T, a countArgs) string {
 	return en.ID
 }
 
-func (e *iterEnv) job(t *testing.T, id string) api.Job {
+func (e *iterEnv) job(t *testing.T, id string) api.Job { return storedJob(t, e.store, id) }
+
+// storedJob reads job id's status document, failing the test on an error.
+func storedJob(t *testing.T, st *statusstore.Store, id string) api.Job {
 	t.Helper()
-	j, err := e.store.Get(context.Background(), id)
+	j, err := st.Get(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}

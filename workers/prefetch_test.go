@@ -149,14 +149,7 @@ func (e *gateEnv) next(t *testing.T) string {
 	}
 }
 
-func (e *gateEnv) job(t *testing.T, id string) api.Job {
-	t.Helper()
-	j, err := e.store.Get(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return j
-}
+func (e *gateEnv) job(t *testing.T, id string) api.Job { return storedJob(t, e.store, id) }
 
 // waitFor polls the pool's state until cond holds.
 func waitFor(t *testing.T, p *Pool, what string, cond func() bool) {
