@@ -231,7 +231,8 @@ func (b *batcher) drain(own *enqueueReq) {
 }
 
 // enqueueBatch stores a batch: one script call per queue, pipelined when
-// the batch spans queues. Every request is answered.
+// the batch spans queues (a lone job to run now without an ordering key:
+// enqueueOneScript). Every request is answered.
 func (q *Queue) enqueueBatch(batch []*enqueueReq) {
 	ctx := context.Background()
 	if len(batch) == 1 && batch[0].runAt == 0 && batch[0].job.OrderingKey == "" {
@@ -320,8 +321,8 @@ func (q *Queue) enqueueOne(ctx context.Context, r *enqueueReq) {
 	if !ok {
 		first = enqueueKeys(name)
 	}
-	qk := first.([]string)
-	keys := []string{JobKey(name, j.ID), qk[0], qk[2]}
+	base := first.([]string) // st:queued, st:scheduled, ready, scheduled
+	keys := []string{JobKey(name, j.ID), base[0], base[2]}
 	args := make([]any, 0, 16)
 	args = append(args, r.nowMS, readyScore(r.nowMS, j.Priority), j.ID, name, j.Kind, j.Args)
 	args = appendOptionalFields(args, j)
