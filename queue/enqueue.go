@@ -281,21 +281,26 @@ func oneQueue(batch []*enqueueReq) bool {
 }
 
 // enqueueKeys are the keys every enqueue script call of queue name starts
-// with, built once per queue (remember keeps them).
+// with: st:queued, st:scheduled, ready, scheduled. remember keeps them, so
+// that they are built once per queue (enqueueKeysOf).
 func enqueueKeys(name string) []string {
 	return []string{StateKey(name, "queued"), StateKey(name, "scheduled"), ReadyKey(name), ScheduledKey(name)}
+}
+
+// enqueueKeysOf returns enqueueKeys(name), as remember kept them.
+func (q *Queue) enqueueKeysOf(name string) []string {
+	if keys, ok := q.known.Load(name); ok {
+		return keys.([]string)
+	}
+	return enqueueKeys(name)
 }
 
 // enqueueCall builds the keys and arguments of one script call storing rs,
 // jobs of one queue.
 func (q *Queue) enqueueCall(rs []*enqueueReq) ([]string, []any) {
 	name := rs[0].job.Queue
-	first, ok := q.known.Load(name)
-	if !ok {
-		first = enqueueKeys(name)
-	}
 	keys := make([]string, 0, 4+len(rs))
-	keys = append(keys, first.([]string)...)
+	keys = append(keys, q.enqueueKeysOf(name)...)
 	args := make([]any, 0, 3+13*len(rs))
 	args = append(args, rs[0].nowMS, ChannelWake, name)
 	for _, r := range rs {
@@ -317,11 +322,7 @@ func (q *Queue) enqueueCall(rs []*enqueueReq) ([]string, []any) {
 func (q *Queue) enqueueOne(ctx context.Context, r *enqueueReq) {
 	j := r.job
 	name := j.Queue
-	first, ok := q.known.Load(name)
-	if !ok {
-		first = enqueueKeys(name)
-	}
-	base := first.([]string) // st:queued, st:scheduled, ready, scheduled
+	base := q.enqueueKeysOf(name)
 	keys := []string{JobKey(name, j.ID), base[0], base[2]}
 	args := make([]any, 0, 16)
 	args = append(args, r.nowMS, readyScore(r.nowMS, j.Priority), j.ID, name, j.Kind, j.Args)

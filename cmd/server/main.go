@@ -71,7 +71,8 @@ func run(cfg Config, log zerolog.Logger) error {
 	}
 	defer closeRedis()
 	log.Info().Str("addr", cfg.Addr).Str("redis", cfg.masked()).Bool("redis_cluster", cfg.RedisCluster).
-		Int("concurrency", cfg.Concurrency).Str("queues", cfg.Queues).Bool("queues_strict", cfg.QueuesStrict).Str("prefetch", cfg.Prefetch).
+		Int("concurrency", cfg.Concurrency).Str("queues", cfg.Queues).Bool("queues_strict", cfg.QueuesStrict).
+		Str("prefetch", cfg.Prefetch).
 		Int64("body_limit", cfg.BodyLimit).Dur("retention", cfg.Retention).Dur("tombstone", cfg.Tombstone).
 		Dur("lease", cfg.Lease).Dur("shutdown_grace", cfg.ShutdownGrace).Dur("max_run_slice", cfg.MaxRunSlice).
 		Dur("sync_wait_max", cfg.SyncWaitMax).Int("sync_max_backlog", cfg.SyncMaxBacklog).
@@ -103,7 +104,8 @@ func run(cfg Config, log zerolog.Logger) error {
 	var handoff func(string) (func(*queue.Delivery), func(), bool)
 	if cfg.Role == "all" || cfg.Role == "worker" {
 		pool := workers.NewPool(q, reg, workers.PoolConfig{Concurrency: cfg.Concurrency, Queues: cfg.queues,
-			Strict: cfg.QueuesStrict, Prefetch: cfg.prefetch, ShutdownGrace: cfg.ShutdownGrace, MaxRunSlice: cfg.MaxRunSlice, Logger: log, Observer: mx})
+			Strict: cfg.QueuesStrict, Prefetch: cfg.prefetch, ShutdownGrace: cfg.ShutdownGrace,
+			MaxRunSlice: cfg.MaxRunSlice, Logger: log, Observer: mx})
 		m := &queue.Maintainer{Q: q, OnError: func(step, name string, err error) {
 			if ctx.Err() == nil {
 				log.Error().Err(err).Str("step", step).Str("queue", name).Msg("maintenance failed")
