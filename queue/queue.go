@@ -46,6 +46,16 @@ var (
 // answer in RESP2 unless they call redis.setresp.
 const RESP = 2
 
+// Protocol returns the protocol for a client whose options name p: p, or
+// RESP when p is 0 (the options name none, as a REDIS_URL without
+// ?protocol= parses).
+func Protocol(p int) int {
+	if p == 0 {
+		return RESP
+	}
+	return p
+}
+
 // Options configure a Queue. The zero value is usable.
 type Options struct {
 	// Lease is how long a worker holds a job between heartbeats. Default 30s.

@@ -26,9 +26,7 @@ type offloadSystem struct {
 
 func newOffloadSystem(opts *redis.Options) *offloadSystem {
 	o := *opts
-	if o.Protocol == 0 {
-		o.Protocol = queue.RESP // as cmd/server
-	}
+	o.Protocol = queue.Protocol(o.Protocol) // as cmd/server
 	return &offloadSystem{rdb: redis.NewClient(&o), poll: redis.NewClient(opts)}
 }
 

@@ -248,9 +248,7 @@ func connectRedis(ctx context.Context, f submitFlags) (redis.UniversalClient, st
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("-redis-url: %w", err)
 		}
-		if opts.Protocol == 0 {
-			opts.Protocol = queue.RESP
-		}
+		opts.Protocol = queue.Protocol(opts.Protocol)
 		rdb := redis.NewClient(opts)
 		return rdb, fmt.Sprintf("%s db %d, from -redis-url", opts.Addr, opts.DB), func() { _ = rdb.Close() }, nil
 	}

@@ -239,9 +239,7 @@ func connect(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), err
 		if err != nil {
 			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
-		if opts.Protocol == 0 {
-			opts.Protocol = queue.RESP
-		}
+		opts.Protocol = queue.Protocol(opts.Protocol)
 		rdb := redis.NewClusterClient(opts)
 		return rdb, func() { _ = rdb.Close() }, nil
 	}
@@ -249,9 +247,7 @@ func connect(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), err
 	if err != nil {
 		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	if opts.Protocol == 0 {
-		opts.Protocol = queue.RESP
-	}
+	opts.Protocol = queue.Protocol(opts.Protocol)
 	rdb := redis.NewClient(opts)
 	return rdb, func() { _ = rdb.Close() }, nil
 }
