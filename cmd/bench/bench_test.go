@@ -90,6 +90,22 @@ func newRequest() *http.Request {
 	return r
 }
 
+// serveLoop serves newRequest to h once per iteration, wanting 202, and
+// reports the CPU and allocations per request.
+func serveLoop(b *testing.B, rdb redis.UniversalClient, h http.Handler) {
+	b.Helper()
+	b.ReportAllocs()
+	m := startMeter(b, rdb)
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, newRequest())
+		if w.Code != http.StatusAccepted {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+	m.stop(b)
+}
+
 // BenchmarkHandler runs each variant's whole handler.
 func BenchmarkHandler(b *testing.B) {
 	rdb := benchRedis(b)
@@ -102,16 +118,7 @@ func BenchmarkHandler(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportAllocs()
-			m := startMeter(b, rdb)
-			for b.Loop() {
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, newRequest())
-				if w.Code != http.StatusAccepted {
-					b.Fatalf("status %d: %s", w.Code, w.Body)
-				}
-			}
-			m.stop(b)
+			serveLoop(b, rdb, h)
 		})
 	}
 }
@@ -130,16 +137,7 @@ func BenchmarkPart(b *testing.B) {
 			b.Fatal(err)
 		}
 		h := val.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) }))
-		b.ReportAllocs()
-		m := startMeter(b, rdb)
-		for b.Loop() {
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, newRequest())
-			if w.Code != http.StatusAccepted {
-				b.Fatalf("status %d: %s", w.Code, w.Body)
-			}
-		}
-		m.stop(b)
+		serveLoop(b, rdb, h)
 	})
 	b.Run("kind-schema", func(b *testing.B) {
 		reg := workers.NewRegistry()

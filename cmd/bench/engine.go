@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -359,18 +358,8 @@ func runEngine(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "bench engine:", err)
 		return 1
 	}
-	if f.jsonOut {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
-	} else {
-		rep.writeTable(os.Stdout, f.commandstats)
-	}
-	if rep.Failed {
-		fmt.Fprintln(os.Stderr, "bench engine: some measurements failed")
-		return 1
-	}
-	return 0
+	return emit("engine", f.jsonOut, rep, func(w io.Writer) { rep.writeTable(w, f.commandstats) },
+		rep.Failed, "some measurements failed")
 }
 
 // engineRedis is the Redis every system of the run shares.

@@ -80,13 +80,7 @@ func (s *asynqSystem) enqueue(ctx context.Context, n, g int, w *window) error {
 		_, err := s.client.EnqueueContext(ctx, asynq.NewTask("noop", nil))
 		return err
 	}
-	if err := parallel(ctx, []string{"default"}, []int{g}, g, enq); err != nil {
-		return err
-	}
-	w.begin(ctx)
-	err := parallel(ctx, []string{"default"}, []int{n}, g, enq)
-	w.end(ctx)
-	return err
+	return timedEnqueue(ctx, n, g, w, enq)
 }
 
 func (s *asynqSystem) latency(ctx context.Context, n int, variant string, h *histogram) error {

@@ -93,7 +93,13 @@ func (s *offloadSystem) enqueue(ctx context.Context, n, g int, w *window) error 
 		_, err := q.Enqueue(ctx, offloadJob(name))
 		return err
 	}
-	// Warm the connection pool (and the queue's name cache) outside the window.
+	return timedEnqueue(ctx, n, g, w, enq)
+}
+
+// timedEnqueue makes n calls of enq from g goroutines, timed by w, after g
+// calls outside the window that warm the connection pool (and Offload's
+// cache of queue names).
+func timedEnqueue(ctx context.Context, n, g int, w *window, enq func(context.Context, string) error) error {
 	if err := parallel(ctx, []string{"default"}, []int{g}, g, enq); err != nil {
 		return err
 	}

@@ -1,12 +1,32 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
 )
+
+// emit prints the report rep of command cmd to standard output, as JSON
+// with jsonOut and as table prints it otherwise, and returns the command's
+// exit status: 1, after failure on standard error, when failed.
+func emit(cmd string, jsonOut bool, rep any, table func(io.Writer), failed bool, failure string) int {
+	if jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+	} else {
+		table(os.Stdout)
+	}
+	if failed {
+		fmt.Fprintf(os.Stderr, "bench %s: %s\n", cmd, failure)
+		return 1
+	}
+	return 0
+}
 
 // report is the outcome of one benchmark, as printed by -json.
 type report struct {

@@ -129,18 +129,7 @@ func runSubmit(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "bench submit:", err)
 		return 1
 	}
-	if f.jsonOut {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
-	} else {
-		rep.writeTable(os.Stdout)
-	}
-	if rep.Failed {
-		fmt.Fprintln(os.Stderr, "bench submit:", errFailed)
-		return 1
-	}
-	return 0
+	return emit("submit", f.jsonOut, rep, rep.writeTable, rep.Failed, errFailed.Error())
 }
 
 func benchSubmit(ctx context.Context, f submitFlags, vs []variant) (*report, error) {
