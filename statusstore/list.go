@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -89,12 +88,9 @@ func (s *Store) List(ctx context.Context, f Filter) (api.JobList, error) {
 		full = full || more
 		cands = append(cands, es...)
 	}
+	// The state sets of one queue are read in one transaction (pages), so
+	// a job is among the candidates once.
 	sort.Slice(cands, func(i, j int) bool { return cands[i].before(cands[j]) })
-	// The state sets of one queue are read in one transaction, so a job is
-	// in exactly one of them; a job never changes queue. This keeps the
-	// list right should that ever change: a job read twice sorts side by
-	// side with itself (same creation score, same id); keep one.
-	cands = slices.CompactFunc(cands, func(a, b entry) bool { return a.id == b.id && a.queue == b.queue })
 	if len(cands) > batch {
 		cands, full = cands[:batch], true
 	}
