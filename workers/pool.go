@@ -36,11 +36,15 @@ type PoolConfig struct {
 	Strict bool
 	// Prefetch is how many jobs the pool may lease beyond Concurrency, so
 	// that a freed slot finds its next job at hand instead of waiting for a
-	// fetch (default: Concurrency, at most 64; negative: none). It leases
-	// only as many as its slots are expected to start within
-	// prefetchHorizon, judging by how long its handlers ran lately: none
-	// before a handler returned, none for handlers that take longer than
-	// that, which other processes may as well run. A prefetched job is held
+	// fetch (default 64; negative: none). It leases only as many as its
+	// slots are expected to start within prefetchHorizon, judging by how
+	// long its handlers ran lately: none before a handler returned, none
+	// for handlers that take longer than that, which other processes may as
+	// well run. The default is a bound, not a multiple of Concurrency: the
+	// horizon sizes the buffer, and a larger buffer means larger fetches,
+	// each of which costs Redis about as much as several jobs. A process
+	// that dies (not a shutdown) leaves its buffered jobs to the reaper,
+	// like its running ones: each has spent an attempt. A prefetched job is held
 	// like a running one (heartbeats, cancellation; it is "running" in
 	// Redis), starts when a slot frees, before any job of a later queue when
 	// Strict, and is requeued without spending an attempt on shutdown.
@@ -83,7 +87,7 @@ func (c PoolConfig) withDefaults() PoolConfig {
 	}
 	switch {
 	case c.Prefetch == 0:
-		c.Prefetch = min(c.Concurrency, maxPrefetch)
+		c.Prefetch = defaultPrefetch
 	case c.Prefetch < 0:
 		c.Prefetch = 0
 	}
@@ -119,8 +123,8 @@ var (
 // requeued without consuming an attempt.
 var errSliceOver = errors.New("run slice over")
 
-// maxPrefetch bounds the default PoolConfig.Prefetch.
-const maxPrefetch = 64
+// defaultPrefetch is the default PoolConfig.Prefetch.
+const defaultPrefetch = 64
 
 // Pool leases jobs from its queues and runs them with the registered kinds.
 type Pool struct {

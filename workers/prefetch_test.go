@@ -23,8 +23,8 @@ func TestPrefetchFollowsRunTimes(t *testing.T) {
 		want   int
 	}{
 		{"no handler returned yet", 0, 0},
-		{"quick handlers", 10 * time.Microsecond, 8},
-		{"1ms handlers", time.Millisecond, 8},
+		{"quick handlers: the default bound", 10 * time.Microsecond, 64},
+		{"1ms handlers", time.Millisecond, 16},
 		{"slower handlers", 5 * time.Millisecond, 3},
 		{"slow handlers", time.Second, 0},
 	}

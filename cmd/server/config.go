@@ -39,8 +39,9 @@ type Config struct {
 	QueuesStrict bool
 	// Prefetch is how many jobs a worker process may lease beyond
 	// Concurrency so that a freed slot finds its next job at hand: "auto"
-	// (as many as Concurrency, at most 64, and only while handlers are
-	// short) or a number, 0 for none (PREFETCH, -prefetch). Default auto.
+	// (up to 64, as many as the free slots start within about 2 ms at the
+	// handlers' recent run time) or a number, the same bound in place of 64,
+	// 0 for none (PREFETCH, -prefetch). Default auto.
 	Prefetch string
 	// BodyLimit bounds request bodies in bytes (BODY_LIMIT, -body-limit). Default 1048576.
 	BodyLimit int64
