@@ -56,6 +56,7 @@ var conformanceCases = []conformanceCase{
 	{"fail_permanent", testFailPermanent},
 	{"fail_attempts_exhausted", testFailExhausted},
 	{"fail_requeue_keeps_attempt", testFailRequeue},
+	{"fail_return_keeps_place", testFailReturn},
 	{"fail_canceled_mode", testFailCanceledMode},
 	{"scheduled_job", testScheduled},
 	{"cancel_queued", testCancelQueued},
@@ -759,6 +760,39 @@ func testFailRequeue(t *testing.T, e *env) {
 	d = e.fetchOne(q, id)
 	if st := e.fail(d, queue.FailRetry, e.clock.Now(), "real failure"); st != "retrying" {
 		t.Errorf("Fail(retry) after requeues = %q, want retrying (1 of 2 attempts used)", st)
+	}
+}
+
+// testFailReturn: a job given back unstarted (FailReturn) keeps its attempt
+// budget and its place in the queue, ahead of jobs that became ready after
+// it; a requeued one (FailRequeue) goes behind them.
+func testFailReturn(t *testing.T, e *env) {
+	const q = "giveback"
+	var ids []string
+	for range 3 {
+		ids = append(ids, e.enqueue(queue.NewJob{Queue: q, Kind: "k", MaxAttempts: 2}).ID)
+		e.clock.Advance(time.Millisecond)
+	}
+	a, b := e.fetchOne(q, ids[0]), e.fetchOne(q, ids[1])
+	e.clock.Advance(time.Second)
+	if st := e.fail(b, queue.FailReturn, b.RunnableSince, "slot busy"); st != "queued" {
+		t.Fatalf("Fail(return) = %q, want queued", st)
+	}
+	if st := e.fail(a, queue.FailRequeue, time.Time{}, "shutdown"); st != "queued" {
+		t.Fatalf("Fail(requeue) = %q, want queued", st)
+	}
+	e.wantFields(q, ids[1], map[string]string{"state": "queued", "attempt": "0", "finished": ""})
+	e.wantState(q, ids[1], "queued")
+	e.wantNotIn(queue.LeasedKey(q), ids[1])
+	if errs := e.attemptErrors(q, ids[1]); len(errs) != 0 {
+		t.Errorf("a job given back recorded an attempt error: %+v", errs)
+	}
+	// Given back, b is ahead of c (ready since before the give-back); a,
+	// requeued, is behind it.
+	for _, id := range []string{ids[1], ids[2], ids[0]} {
+		if d := e.fetchOne(q, id); d.Attempt != 1 {
+			t.Errorf("job %s: attempt %d after its return, want 1", id, d.Attempt)
+		}
 	}
 }
 

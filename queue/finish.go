@@ -231,8 +231,13 @@ const (
 	// FailCanceled: the handler stopped because its job was canceled.
 	FailCanceled = "canceled"
 	// FailRequeue: the attempt was interrupted (shutdown, run slice); put the
-	// job back without consuming an attempt.
+	// job back without consuming an attempt, behind the jobs ready now.
 	FailRequeue = "requeue"
+	// FailReturn: the job never started (it waited for a slot in a worker
+	// that had leased it ahead); put it back without consuming an attempt,
+	// in the place it had: Fail's retryAt is then the time it became
+	// runnable (Delivery.RunnableSince).
+	FailReturn = "return"
 )
 
 // failScript records an unsuccessful or interrupted attempt. A job that ends
@@ -242,7 +247,8 @@ const (
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 job; 13 errors;
 //	     14 scheduled; 15 ready; 16 throughput of this minute; 17 order holder;
 //	     18 order lane
-//	ARGV 1 id; 2 token; 3 now ms; 4 expires ms; 5 mode; 6 retry at ms;
+//	ARGV 1 id; 2 token; 3 now ms; 4 expires ms; 5 mode; 6 retry at ms (for
+//	     mode 'return': the time the job became runnable, its place);
 //	     7 attempt error entry (JSON); 8 error document (JSON); 9 done channel;
 //	     10 wake channel; 11 queue; 12 ordering key ('' for none)
 //	returns the state reached, or '' when the lease was lost; an error when
@@ -268,10 +274,12 @@ if mode == 'canceled' or redis.call('HGET', job, 'cancel') == '1' then
   redis.call('HSET', job, 'error', ARGV[8])
   return finish('canceled')
 end
-if mode == 'requeue' then
+if mode == 'requeue' or mode == 'return' then
   redis.call('HINCRBY', job, 'attempt', -1)
   local empty = redis.call('ZCARD', KEYS[15]) == 0
-  redis.call('ZADD', KEYS[15], readyscore(job, now), id)
+  local at = now
+  if mode == 'return' then at = ARGV[6] end
+  redis.call('ZADD', KEYS[15], readyscore(job, at), id)
   setstate(job, id, 'queued', now)
   if empty then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
   return 'queued'
@@ -307,8 +315,9 @@ type ErrorDoc struct {
 }
 
 // Fail records an attempt of d that did not succeed, in the given mode
-// (FailRetry, FailPermanent, FailCanceled or FailRequeue). retryAt is when a
-// retry may run. It returns the state the job reached, or ErrLeaseLost. A job
+// (FailRetry, FailPermanent, FailCanceled, FailRequeue or FailReturn).
+// retryAt is when a retry may run, or for FailReturn the time d became
+// runnable (d.RunnableSince), which gives it back its place. It returns the state the job reached, or ErrLeaseLost. A job
 // that is retrying or requeued keeps its ordering key's turn.
 func (q *Queue) Fail(ctx context.Context, d *Delivery, mode string, retryAt time.Time, cause string, doc ErrorDoc) (string, error) {
 	now := q.opts.Clock()

@@ -42,9 +42,13 @@ type PoolConfig struct {
 	// for handlers that take longer than that, which other processes may as
 	// well run. The default is a bound, not a multiple of Concurrency: the
 	// horizon sizes the buffer, and a larger buffer means larger fetches,
-	// each of which costs Redis about as much as several jobs. A process
-	// that dies (not a shutdown) leaves its buffered jobs to the reaper,
-	// like its running ones: each has spent an attempt. A prefetched job is held
+	// each of which costs Redis about as much as several jobs. A buffered
+	// job that waits for a slot 50 ms (the handlers ahead of it turned
+	// slow) goes back to its queue, in its place and without spending an
+	// attempt, for an idle process to run; the pool then prefetches nothing
+	// until a handler returns. A process that dies (not a shutdown) leaves
+	// its buffered jobs to the reaper, like its running ones: each has spent
+	// an attempt. A prefetched job is held
 	// like a running one (heartbeats, cancellation; it is "running" in
 	// Redis), starts when a slot frees, before any job of a later queue when
 	// Strict, and is requeued without spending an attempt on shutdown.
@@ -116,6 +120,7 @@ var (
 	errShutdown         = errors.New("worker shutting down")
 	errLeaseLost        = errors.New("lease lost to another worker")
 	errTimeout          = errors.New("attempt timed out")
+	errGivenBack        = errors.New("waited too long for a slot: given back to its queue")
 )
 
 // errSliceOver is returned, wrapped, by an iterative handler that stopped at a
@@ -144,7 +149,14 @@ type Pool struct {
 	waiting  []*active
 	fetching int           // jobs asked for by fetches in flight
 	runAvg   time.Duration // moving average of handler run times (0: none yet)
-	freed    chan struct{} // a slot was freed, or a held job recorded
+	// stalled is set when the pool gave back waiting jobs (giveBack): it
+	// prefetches nothing until a handler returns.
+	stalled bool
+	// giveBackAfter is how long a job may wait for a slot (prefetchGiveBack;
+	// tests lengthen it), and giveBackTimer the pending check, nil for none.
+	giveBackAfter time.Duration
+	giveBackTimer *time.Timer
+	freed         chan struct{} // a slot was freed, or a held job recorded
 	// accepting is true while Run fetches: Reserve hands slots out only
 	// then, and counts each in jobs, so that shutdown waits for them.
 	accepting bool
@@ -169,13 +181,15 @@ type active struct {
 	jobs    *sync.WaitGroup // the Run that waits for the job to be recorded
 	rank    int             // its queue's place when Strict, else 0
 	waiting bool            // in Pool.waiting, under Pool.mu
+	heldAt  time.Time       // when it began to wait for a slot
 }
 
 // NewPool returns a pool running the kinds of reg on jobs of q.
 func NewPool(q *queue.Queue, reg *Registry, cfg PoolConfig) *Pool {
 	cfg = cfg.withDefaults()
 	p := &Pool{q: q, reg: reg, cfg: cfg, log: cfg.Logger, rank: map[string]int{},
-		running: map[string]*active{}, freed: make(chan struct{}, 1), wakeCh: make(chan struct{}),
+		giveBackAfter: prefetchGiveBack,
+		running:       map[string]*active{}, freed: make(chan struct{}, 1), wakeCh: make(chan struct{}),
 		wakes: map[string]uint64{}, empty: map[string]emptyMark{}, ackSig: make(chan struct{}, 1)}
 	for i, w := range cfg.Queues {
 		p.wakes[w.Name] = 0
@@ -237,6 +251,10 @@ func (p *Pool) Run(ctx context.Context) error {
 	p.waiting = nil
 	for _, a := range waiting {
 		a.waiting = false
+	}
+	if p.giveBackTimer != nil {
+		p.giveBackTimer.Stop()
+		p.giveBackTimer = nil
 	}
 	p.mu.Unlock()
 	for _, a := range waiting {
@@ -462,11 +480,19 @@ func (p *Pool) roomLocked() int {
 	return min(p.cfg.Concurrency+p.prefetchLocked()-held, maxRecording-recording)
 }
 
+// prefetchGiveBack is how long a prefetched job waits for a slot before the
+// pool gives it back to its queue, in its place and without spending an
+// attempt (giveBack). Its slots were expected to start it within
+// prefetchHorizon: a wait 25 times as long means the handlers ahead of it
+// turned slow, and another process may as well run it now.
+const prefetchGiveBack = 25 * prefetchHorizon
+
 // prefetchLocked returns how many jobs the pool leases beyond its
 // concurrency now: as many as its slots start within prefetchHorizon at the
-// handlers' average run time, at most PoolConfig.Prefetch.
+// handlers' average run time, at most PoolConfig.Prefetch; none after it
+// gave jobs back, until a handler returns.
 func (p *Pool) prefetchLocked() int {
-	if p.cfg.Prefetch == 0 || p.runAvg == 0 {
+	if p.cfg.Prefetch == 0 || p.runAvg == 0 || p.stalled {
 		return 0
 	}
 	return int(min(int64(p.cfg.Prefetch), int64(p.cfg.Concurrency)*int64(prefetchHorizon)/int64(p.runAvg)))
@@ -475,6 +501,7 @@ func (p *Pool) prefetchLocked() int {
 // ranLocked takes a handler's run time into the average, weighing the last
 // 1/8.
 func (p *Pool) ranLocked(d time.Duration) {
+	p.stalled = false
 	d = max(d, time.Nanosecond)
 	if p.runAvg == 0 {
 		p.runAvg = d
@@ -513,9 +540,11 @@ func (p *Pool) place(jobsCtx context.Context, ds []*queue.Delivery, wg *sync.Wai
 		return
 	}
 	wg.Add(len(ds))
+	now := time.Now()
 	p.mu.Lock()
 	for _, d := range ds {
 		a := p.hold(jobsCtx, d, wg)
+		a.heldAt = now
 		// Insert after every job of the same or a higher-ranked queue.
 		i := len(p.waiting)
 		for i > 0 && p.waiting[i-1].rank > a.rank {
@@ -525,9 +554,52 @@ func (p *Pool) place(jobsCtx context.Context, ds []*queue.Delivery, wg *sync.Wai
 		p.waiting = slices.Insert(p.waiting, i, a)
 	}
 	run := p.nextLocked(nil)
+	if len(p.waiting) > 0 && p.giveBackTimer == nil {
+		p.giveBackTimer = time.AfterFunc(p.giveBackAfter, p.giveBack)
+	}
 	p.mu.Unlock()
 	for _, a := range run {
 		go p.work(a)
+	}
+}
+
+// giveBack gives the jobs that have waited for a slot for giveBackAfter back
+// to their queues, each in its place and without spending an attempt, so
+// that an idle process can run them while this one's handlers are slow; the
+// pool then prefetches nothing until a handler returns. It checks again when
+// the next waiting job is due. It runs on a timer armed by place.
+func (p *Pool) giveBack() {
+	now := time.Now()
+	p.mu.Lock()
+	p.giveBackTimer = nil
+	if !p.accepting { // shutting down: Run requeues the waiting jobs
+		p.mu.Unlock()
+		return
+	}
+	var back []*active
+	next := p.giveBackAfter
+	kept := p.waiting[:0]
+	for _, a := range p.waiting {
+		if waited := now.Sub(a.heldAt); waited < p.giveBackAfter {
+			kept = append(kept, a)
+			next = min(next, p.giveBackAfter-waited)
+			continue
+		}
+		a.waiting = false
+		back = append(back, a)
+	}
+	clear(p.waiting[len(kept):])
+	p.waiting = kept
+	if len(back) > 0 {
+		p.stalled = true
+	}
+	if len(p.waiting) > 0 {
+		p.giveBackTimer = time.AfterFunc(next, p.giveBack)
+	}
+	p.mu.Unlock()
+	for _, a := range back {
+		a.cancel(errGivenBack)
+		go p.abandon(a)
 	}
 }
 
@@ -872,7 +944,11 @@ func (p *Pool) record(ctx context.Context, d *queue.Delivery, began time.Time, e
 		}
 		// Final writes outlive the attempt's context, with their own bound.
 		wctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		state, werr = p.q.Fail(wctx, d, mode, p.q.Now().Add(p.cfg.Backoff(d.Attempt)), cause, doc)
+		at := p.q.Now().Add(p.cfg.Backoff(d.Attempt))
+		if mode == queue.FailReturn {
+			at = d.RunnableSince // its place in the queue
+		}
+		state, werr = p.q.Fail(wctx, d, mode, at, cause, doc)
 		stop()
 	}
 	p.finished(d, began, mode, state, err, werr)
@@ -890,7 +966,7 @@ func (p *Pool) finished(d *queue.Delivery, began time.Time, outcome, state strin
 		ev = p.log.Error().AnErr("record_error", werr)
 		state = "unrecorded"
 	case err == nil:
-	case outcome == queue.FailRequeue:
+	case outcome == queue.FailRequeue, outcome == queue.FailReturn:
 		ev = ev.Err(err) // an interruption, not a failure
 	default:
 		ev = p.log.Warn().Err(err)
@@ -1029,6 +1105,8 @@ func (p *Pool) classify(ctx context.Context, err error) (string, queue.ErrorDoc)
 		return queue.FailCanceled, queue.CanceledDoc
 	case errors.Is(cause, errShutdown), errors.Is(err, errSliceOver):
 		return queue.FailRequeue, queue.ErrorDoc{}
+	case errors.Is(cause, errGivenBack):
+		return queue.FailReturn, queue.ErrorDoc{}
 	case errors.Is(cause, errTimeout):
 		return queue.FailRetry, queue.ErrorDoc{Type: "https://offload.dev/problems/timeout",
 			Title: "Job timed out", Status: 504, Detail: err.Error()}

@@ -169,10 +169,13 @@ func waitFor(t *testing.T, p *Pool, what string, cond func() bool) {
 	}
 }
 
-// quick has p prefetch as if its handlers had been quick so far.
+// quick has p prefetch as if its handlers had been quick so far, and keep
+// its waiting jobs however long they wait (no give-back), for the tests that
+// hold jobs waiting on purpose.
 func quick(p *Pool) {
 	p.mu.Lock()
 	p.runAvg = time.Microsecond
+	p.giveBackAfter = time.Hour
 	p.mu.Unlock()
 }
 
@@ -279,6 +282,56 @@ func TestPoolShutdownRequeuesWaitingJobs(t *testing.T) {
 	for _, id := range ids {
 		if j := e.job(t, id); j.State != api.StateQueued || j.Attempt != 0 {
 			t.Errorf("after shutdown, job %s is %s at attempt %d, want queued at attempt 0", id, j.State, j.Attempt)
+		}
+	}
+}
+
+// TestPoolGivesBackJobsBehindSlowHandlers: jobs prefetched behind a handler
+// that turned slow go back to their queue, unstarted and without spending an
+// attempt, once they waited giveBackAfter; the pool prefetches nothing more
+// until a handler returns, then runs them in their order.
+func TestPoolGivesBackJobsBehindSlowHandlers(t *testing.T) {
+	t.Parallel()
+	e := newGateEnv(t)
+	e.enqueue(t, "default", "slow")
+	a, b := e.enqueue(t, "default", "a"), e.enqueue(t, "default", "b")
+	p := NewPool(e.q, e.reg, PoolConfig{Concurrency: 1, Prefetch: 2})
+	quick(p)
+	p.giveBackAfter = 20 * time.Millisecond
+	stop := runOwnPool(t, p)
+	defer stop()
+	if name := e.next(t); name != "slow" {
+		t.Fatalf("first start: %s, want slow", name)
+	}
+	waitFor(t, p, "the waiting jobs given back", func() bool { return p.stalled && len(p.waiting) == 0 })
+	for _, id := range []string{a, b} {
+		deadline := time.Now().Add(eventTimeout)
+		for e.job(t, id).State != api.StateQueued {
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s not queued again within %v", id, eventTimeout)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Stalled, the pool leaves them in the queue for other processes: it
+	// does not fetch them back while its slot is taken.
+	time.Sleep(5 * p.giveBackAfter)
+	for _, id := range []string{a, b} {
+		if j := e.job(t, id); j.State != api.StateQueued || j.Attempt != 0 {
+			t.Errorf("job %s is %s at attempt %d while the slow handler runs, want queued at attempt 0", id, j.State, j.Attempt)
+		}
+	}
+	e.proceed <- struct{}{} // the slow handler returns
+	for _, want := range []string{"a", "b"} {
+		if name := e.next(t); name != want {
+			t.Fatalf("next start: %s, want %s", name, want)
+		}
+		e.proceed <- struct{}{}
+	}
+	stop()
+	for _, id := range []string{a, b} {
+		if j := e.job(t, id); j.State != api.StateSucceeded || j.Attempt != 1 {
+			t.Errorf("job %s ended %s at attempt %d, want succeeded at attempt 1", id, j.State, j.Attempt)
 		}
 	}
 }
