@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ func TestBatchTransitions(t *testing.T) {
 	cases := []conformanceCase{
 		{"complete_many_publishes_one_done_message", testCompleteManyDone},
 		{"complete_many_refuses_a_repeated_delivery", testCompleteManyRepeated},
+		{"complete_many_mixed_shapes", testCompleteManyMixed},
 		{"batches_past_the_lua_unpack_limit", testBigBatch},
 		{"enqueue_batch_checks_each_job_only_when_a_key_exists", testEnqueueBatchExisting},
 	}
@@ -210,4 +212,87 @@ func testEnqueueBatchExisting(t *testing.T, e *env) {
 		t.Errorf("ready set holds %d jobs, want 5 (old, the key's holder, three new)", got)
 	}
 	e.wantCounts(q, map[string]int{"queued": 6, "scheduled": 1})
+}
+
+// testCompleteManyMixed: one batch mixes every shape of completion: a plain
+// job, jobs with a result, a target, follow-ups and ordering keys, in an
+// order where each one's keys and arguments follow another shape's. Each is
+// recorded with its own outputs, and each ordered job passes its key's turn.
+func testCompleteManyMixed(t *testing.T, e *env) {
+	const q = "mixed"
+	plain := e.enqueue(queue.NewJob{Queue: q, Kind: "k"}).ID
+	ordTarget := e.enqueue(queue.NewJob{Queue: q, Kind: "k", OrderingKey: "x"}).ID
+	parent := e.enqueue(queue.NewJob{Queue: q, Kind: "k"}).ID
+	ordPlain := e.enqueue(queue.NewJob{Queue: q, Kind: "k", OrderingKey: "y"}).ID
+	target := e.enqueue(queue.NewJob{Queue: q, Kind: "k"}).ID
+	nextX := e.enqueue(queue.NewJob{Queue: q, Kind: "k", OrderingKey: "x"}).ID
+	nextY := e.enqueue(queue.NewJob{Queue: q, Kind: "k", OrderingKey: "y"}).ID
+	byID := map[string]*queue.Delivery{}
+	for _, d := range e.fetch(q, 5) {
+		byID[d.ID] = d
+	}
+	if len(byID) != 5 {
+		t.Fatalf("fetched %d jobs, want 5", len(byID))
+	}
+	child := queue.NewJob{ID: e.q.NewID("kids"), Queue: "kids", Kind: "k"}
+	outs := []struct {
+		id string
+		o  queue.Outcome
+	}{
+		{plain, queue.Outcome{}},
+		{ordTarget, queue.Outcome{Result: []byte(`{"x":1}`), TargetURL: "/v1/images/" + ordTarget,
+			TargetType: "image/png", TargetBody: []byte("png-x")}},
+		{parent, queue.Outcome{FollowUps: []queue.NewJob{child}}},
+		{ordPlain, queue.Outcome{}},
+		{target, queue.Outcome{TargetURL: "/v1/reports/" + target, TargetType: "application/json",
+			TargetBody: []byte(`{"r":1}`)}},
+	}
+	var cs []queue.Completion
+	for _, c := range outs {
+		cs = append(cs, queue.Completion{D: byID[c.id], O: c.o})
+	}
+	errs, err := e.q.CompleteMany(e.ctx, q, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("completion of %s: %v", cs[i].D.ID, err)
+		}
+	}
+	for _, c := range outs {
+		e.wantState(q, c.id, "succeeded")
+	}
+	e.wantFields(q, plain, map[string]string{"result": "", "target": "", "children": ""})
+	e.wantFields(q, ordTarget, map[string]string{"result": `{"x":1}`, "target": "/v1/images/" + ordTarget})
+	e.wantFields(q, parent, map[string]string{"result": "", "target": "", "children": child.ID})
+	e.wantFields(q, ordPlain, map[string]string{"result": "", "target": ""})
+	e.wantFields(q, target, map[string]string{"result": "", "target": "/v1/reports/" + target})
+	for id, want := range map[string]map[string]string{
+		ordTarget: {"type": "image/png", "body": "png-x"},
+		target:    {"type": "application/json", "body": `{"r":1}`},
+	} {
+		got, err := e.rdb.HGetAll(e.ctx, queue.TargetKey(q, id)).Result()
+		if err != nil || !maps.Equal(got, want) {
+			t.Errorf("target of %s = %v, %v; want %v", id, got, err, want)
+		}
+	}
+	for _, id := range []string{plain, parent, ordPlain} {
+		if e.exists(queue.TargetKey(q, id)) {
+			t.Errorf("job %s without a target has a target key", id)
+		}
+	}
+	staged, err := e.rdb.LRange(e.ctx, queue.OutboxKey(q), 0, -1).Result()
+	if err != nil || len(staged) != 1 || !strings.Contains(staged[0], child.ID) {
+		t.Errorf("outbox = %q, %v; want one entry with %s", staged, err, child.ID)
+	}
+	e.wantOrder(q, "x", nextX)
+	e.wantOrder(q, "y", nextY)
+	got := map[string]bool{}
+	for _, d := range e.fetch(q, 5) {
+		got[d.ID] = true
+	}
+	if len(got) != 2 || !got[nextX] || !got[nextY] {
+		t.Errorf("after the batch, fetched %v; want the next jobs of both keys, %s and %s", got, nextX, nextY)
+	}
 }

@@ -35,31 +35,46 @@ type Outcome struct {
 // expiring, and one message on the done channel carrying every id recorded
 // (space-separated; one message per 1000 ids). Each job costs one HMGET and
 // one HSET of its record, plus its target, follow-ups and ordering key's
-// turn when it has them.
+// turn when it has them. A job passes only the keys and arguments it uses:
+// every value a script receives costs Redis time (docs/benchmarks.md, "What
+// a script call costs"), and most jobs have no target, follow-up or key.
 //
 //	KEYS 1..8 state sets; 9 tokens; 10 leased; 11 expiring; 12 throughput of
-//	     this minute; 13 ready; 14 outbox; then per job: 15 job, 16 target,
-//	     17 ordering holder, 18 ordering lane (4 keys a job)
+//	     this minute; 13 ready; 14 outbox; then per job: its record, then its
+//	     target if it has a target url, then its ordering key's holder and
+//	     lane if it has a key
 //	ARGV 1 now ms; 2 expires ms; 3 done channel; 4 wake channel; 5 queue; then
-//	     per job: 6 id, 7 token, 8 result, 9 target url, 10 target type,
-//	     11 target body, 12 ordering key, 13 follow-ups (JSON array or ''),
-//	     14 follow-up ids (comma-separated) (9 args a job)
+//	     per job: id, token, ordering key ('' for none), and '' for a job with
+//	     no output, or '+' followed by result, target url, target type, target
+//	     body, follow-ups (JSON array or ''), follow-up ids (comma-separated)
 //	returns one code per job: 1 done, 0 lease lost, -1 ordering key mismatch
 var completeScript = newScript(luaMany + `
-local now, exp, n = ARGV[1], ARGV[2], (#KEYS - 14) / 4
-local ids = {}
-for j = 1, n do ids[j] = ARGV[6 + (j-1)*9] end
+local now, exp = ARGV[1], ARGV[2]
+-- First pass: each job's first argument and first key.
+local ids, ao, ko, a, k, n = {}, {}, {}, 6, 15, 0
+while a <= #ARGV do
+  n = n + 1
+  ids[n], ao[n], ko[n] = ARGV[a], a, k
+  k = k + 1
+  if ARGV[a+3] == '+' then
+    if ARGV[a+5] ~= '' then k = k + 1 end
+    a = a + 10
+  else
+    a = a + 4
+  end
+  if ARGV[ao[n]+2] ~= '' then k = k + 2 end
+end
 local toks = many('HMGET', KEYS[9], ids)
 local out, done, seen, from, succeeded, expiring = {}, {}, {}, {}, {}, {}
-for j = 1, n do
-  local a, k = 6 + (j-1)*9, 15 + (j-1)*4
-  local id, job = ids[j], KEYS[k]
-  if toks[j] ~= ARGV[a+1] or seen[id] then
-    out[j] = 0 -- a repeated id: its first completion ended the lease
+for i = 1, n do
+  local id, a, k = ids[i], ao[i], ko[i]
+  local job, okey = KEYS[k], ARGV[a+2]
+  if toks[i] ~= ARGV[a+1] or seen[id] then
+    out[i] = 0 -- a repeated id: its first completion ended the lease
   else
     local f = redis.call('HMGET', job, 'state', 'created', 'okey')
-    if (f[3] or '') ~= ARGV[a+6] then
-      out[j] = -1
+    if (f[3] or '') ~= okey then
+      out[i] = -1
     else
       seen[id] = true
       done[#done+1] = id
@@ -72,25 +87,27 @@ for j = 1, n do
       succeeded[#succeeded+1] = id
       expiring[#expiring+1] = exp
       expiring[#expiring+1] = id
-      if ARGV[a+2] == '' and ARGV[a+3] == '' and ARGV[a+7] == '' then
+      k = k + 1
+      if ARGV[a+3] ~= '+' then
         redis.call('HSET', job, 'state', 'succeeded', 'updated', now, 'finished', now, 'expires', exp, 'pct', '100')
       else
         local h = {'state', 'succeeded', 'updated', now, 'finished', now, 'expires', exp, 'pct', '100'}
-        if ARGV[a+2] ~= '' then h[#h+1] = 'result'; h[#h+1] = ARGV[a+2] end
-        if ARGV[a+3] ~= '' then
-          h[#h+1] = 'target'; h[#h+1] = ARGV[a+3]
-          redis.call('HSET', KEYS[k+1], 'type', ARGV[a+4], 'body', ARGV[a+5])
+        if ARGV[a+4] ~= '' then h[#h+1] = 'result'; h[#h+1] = ARGV[a+4] end
+        if ARGV[a+5] ~= '' then
+          h[#h+1] = 'target'; h[#h+1] = ARGV[a+5]
+          redis.call('HSET', KEYS[k], 'type', ARGV[a+6], 'body', ARGV[a+7])
+          k = k + 1
         end
-        if ARGV[a+7] ~= '' then
-          redis.call('RPUSH', KEYS[14], ARGV[a+7])
-          h[#h+1] = 'children'; h[#h+1] = ARGV[a+8]
+        if ARGV[a+8] ~= '' then
+          redis.call('RPUSH', KEYS[14], ARGV[a+8])
+          h[#h+1] = 'children'; h[#h+1] = ARGV[a+9]
         end
         redis.call('HSET', job, unpack(h))
       end
-      if ARGV[a+6] ~= '' then
-        release(id, ARGV[a+6], KEYS[k+2], KEYS[k+3], KEYS[13], now, ARGV[4], ARGV[5])
+      if okey ~= '' then
+        release(id, okey, KEYS[k], KEYS[k+1], KEYS[13], now, ARGV[4], ARGV[5])
       end
-      out[j] = 1
+      out[i] = 1
     end
   end
 end
@@ -135,30 +152,35 @@ func (q *Queue) Complete(ctx context.Context, d *Delivery, o Outcome) error {
 // ErrLeaseLost, or a mismatch), or an error for the whole call.
 func (q *Queue) CompleteMany(ctx context.Context, name string, cs []Completion) ([]error, error) {
 	now := q.opts.Clock()
-	keys := make([]string, 0, 14+4*len(cs))
+	keys := make([]string, 0, 14+len(cs))
 	keys = append(keys, stateKeys(name)...)
 	keys = append(keys, TokensKey(name), LeasedKey(name), ExpiringKey(name),
 		ThroughputKey(name, minute(now)), ReadyKey(name), OutboxKey(name))
-	args := make([]any, 0, 5+9*len(cs))
+	args := make([]any, 0, 5+4*len(cs))
 	args = append(args, now.UnixMilli(), now.Add(q.opts.Retention).UnixMilli(), ChannelDone, ChannelWake, name)
-	unordered := orderKeys(name, "")
 	for _, c := range cs {
 		d := c.D
 		if d.Queue != name {
 			return nil, fmt.Errorf("complete %s: delivery of queue %s in a batch of %s", d.ID, d.Queue, name)
 		}
-		keys = append(keys, JobKey(name, d.ID), TargetKey(name, d.ID))
-		if d.OrderingKey == "" {
-			keys = append(keys, unordered...)
+		keys = append(keys, JobKey(name, d.ID))
+		args = append(args, d.ID, d.Token, d.OrderingKey)
+		o := c.O
+		if len(o.Result) == 0 && o.TargetURL == "" && len(o.FollowUps) == 0 {
+			args = append(args, "")
 		} else {
+			fu, ids, err := followUps(o.FollowUps)
+			if err != nil {
+				return nil, fmt.Errorf("complete %s: %w", d.ID, err)
+			}
+			args = append(args, "+", o.Result, o.TargetURL, o.TargetType, o.TargetBody, fu, ids)
+			if o.TargetURL != "" {
+				keys = append(keys, TargetKey(name, d.ID))
+			}
+		}
+		if d.OrderingKey != "" {
 			keys = append(keys, orderKeys(name, d.OrderingKey)...)
 		}
-		fu, ids, err := followUps(c.O.FollowUps)
-		if err != nil {
-			return nil, fmt.Errorf("complete %s: %w", d.ID, err)
-		}
-		args = append(args, d.ID, d.Token, c.O.Result, c.O.TargetURL, c.O.TargetType, c.O.TargetBody,
-			d.OrderingKey, fu, ids)
 	}
 	codes, err := completeScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
 	if err != nil {
