@@ -42,16 +42,17 @@ type PoolConfig struct {
 	// for handlers that take longer than that, which other processes may as
 	// well run. The default is a bound, not a multiple of Concurrency: the
 	// horizon sizes the buffer, and a larger buffer means larger fetches,
-	// each of which costs Redis about as much as several jobs. A buffered
-	// job that waits for a slot 50 ms (the handlers ahead of it turned
-	// slow) goes back to its queue, in its place and without spending an
-	// attempt, for an idle process to run; the pool then prefetches nothing
-	// until a handler returns. A process that dies (not a shutdown) leaves
-	// its buffered jobs to the reaper, like its running ones: each has spent
-	// an attempt. A prefetched job is held
-	// like a running one (heartbeats, cancellation; it is "running" in
-	// Redis), starts when a slot frees, before any job of a later queue when
-	// Strict, and is requeued without spending an attempt on shutdown.
+	// each of which costs Redis about as much as several jobs.
+	//
+	// A prefetched job is held like a running one (heartbeats,
+	// cancellation; it is "running" in Redis), starts when a slot frees,
+	// before any job of a later queue when Strict, and is requeued without
+	// spending an attempt on shutdown. One that waits for a slot 50 ms (the
+	// handlers ahead of it turned slow) goes back to its queue, in its place
+	// and without spending an attempt, for an idle process to run; the pool
+	// then prefetches nothing until a handler returns. A process that dies
+	// (not a shutdown) leaves its prefetched jobs to the reaper, like its
+	// running ones: each has spent an attempt.
 	Prefetch int
 	// ShutdownGrace is how long running jobs may finish after shutdown starts,
 	// before their contexts are canceled and they are requeued (default 10s).
