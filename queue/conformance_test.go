@@ -775,7 +775,8 @@ func testFailReturn(t *testing.T, e *env) {
 	}
 	a, b := e.fetchOne(q, ids[0]), e.fetchOne(q, ids[1])
 	e.clock.Advance(time.Second)
-	if st := e.fail(b, queue.FailReturn, b.RunnableSince, "slot busy"); st != "queued" {
+	// retryAt is ignored: the job goes back at its RunnableSince.
+	if st := e.fail(b, queue.FailReturn, e.clock.Now().Add(time.Hour), "slot busy"); st != "queued" {
 		t.Fatalf("Fail(return) = %q, want queued", st)
 	}
 	if st := e.fail(a, queue.FailRequeue, time.Time{}, "shutdown"); st != "queued" {

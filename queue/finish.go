@@ -55,14 +55,14 @@ local ids, ao, ko, a, k, n = {}, {}, {}, 6, 15, 0
 while a <= #ARGV do
   n = n + 1
   ids[n], ao[n], ko[n] = ARGV[a], a, k
-  k = k + 1
+  k = k + 1 -- the record
+  if ARGV[a+2] ~= '' then k = k + 2 end -- the key's holder and lane
   if ARGV[a+3] == '+' then
-    if ARGV[a+5] ~= '' then k = k + 1 end
+    if ARGV[a+5] ~= '' then k = k + 1 end -- the target
     a = a + 10
   else
     a = a + 4
   end
-  if ARGV[ao[n]+2] ~= '' then k = k + 2 end
 end
 local toks = many('HMGET', KEYS[9], ids)
 local out, done, seen, from, succeeded, expiring = {}, {}, {}, {}, {}, {}
@@ -257,8 +257,7 @@ const (
 	FailRequeue = "requeue"
 	// FailReturn: the job never started (it waited for a slot in a worker
 	// that had leased it ahead); put it back without consuming an attempt,
-	// in the place it had: Fail's retryAt is then the time it became
-	// runnable (Delivery.RunnableSince).
+	// in the place it had (Delivery.RunnableSince).
 	FailReturn = "return"
 )
 
@@ -338,11 +337,15 @@ type ErrorDoc struct {
 
 // Fail records an attempt of d that did not succeed, in the given mode
 // (FailRetry, FailPermanent, FailCanceled, FailRequeue or FailReturn).
-// retryAt is when a retry may run, or for FailReturn the time d became
-// runnable (d.RunnableSince), which gives it back its place. It returns the state the job reached, or ErrLeaseLost. A job
-// that is retrying or requeued keeps its ordering key's turn.
+// retryAt is when a retry may run; FailReturn ignores it and puts the job
+// back at the time it became runnable (d.RunnableSince), its place. It
+// returns the state the job reached, or ErrLeaseLost. A job that is
+// retrying, requeued or returned keeps its ordering key's turn.
 func (q *Queue) Fail(ctx context.Context, d *Delivery, mode string, retryAt time.Time, cause string, doc ErrorDoc) (string, error) {
 	now := q.opts.Clock()
+	if mode == FailReturn {
+		retryAt = d.RunnableSince
+	}
 	entry, _ := json.Marshal(AttemptError{Attempt: d.Attempt, At: now.UTC(), Error: cause})
 	docJSON, _ := json.Marshal(doc)
 	keys := append(stateKeys(d.Queue), TokensKey(d.Queue), LeasedKey(d.Queue),

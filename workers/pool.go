@@ -945,11 +945,7 @@ func (p *Pool) record(ctx context.Context, d *queue.Delivery, began time.Time, e
 		}
 		// Final writes outlive the attempt's context, with their own bound.
 		wctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		at := p.q.Now().Add(p.cfg.Backoff(d.Attempt))
-		if mode == queue.FailReturn {
-			at = d.RunnableSince // its place in the queue
-		}
-		state, werr = p.q.Fail(wctx, d, mode, at, cause, doc)
+		state, werr = p.q.Fail(wctx, d, mode, p.q.Now().Add(p.cfg.Backoff(d.Attempt)), cause, doc)
 		stop()
 	}
 	p.finished(d, began, mode, state, err, werr)
