@@ -154,3 +154,29 @@ func TestRedisProtocol(t *testing.T) {
 		s.Stop(t)
 	}
 }
+
+// TestEmbeddedRedisExpires: with REDIS_URL unset the server runs on its
+// embedded Redis, and what the retention settings promise still happens
+// there: a finished job answers 410 once RETENTION has passed, then 404 once
+// TOMBSTONE has, and an Idempotency-Key is free again after IDEMPOTENCY_TTL.
+func TestEmbeddedRedisExpires(t *testing.T) {
+	t.Parallel()
+	s := startOn(t, nil, map[string]string{"RETENTION": "1s", "TOMBSTONE": "1s", "IDEMPOTENCY_TTL": "1s"})
+	payload := []byte(`{"kind":"sleep","args":{"ms":1}}`)
+	resp := s.request(t, http.MethodPost, "/v1/jobs", payload, "Content-Type", "application/json", "Idempotency-Key", "k1")
+	expectStatus(t, resp, http.StatusAccepted)
+	first := decode[api.Job](t, resp)
+	s.waitState(t, first.ID, api.StateSucceeded, jobTimeout)
+	s.poll(t, first.ID, 20*time.Second, "410 Gone", func(resp *http.Response) bool {
+		return resp.StatusCode == http.StatusGone
+	})
+	s.poll(t, first.ID, 20*time.Second, "404 Not Found", func(resp *http.Response) bool {
+		return resp.StatusCode == http.StatusNotFound
+	})
+	// The key expired with its TTL: the same request is a new job.
+	resp = s.request(t, http.MethodPost, "/v1/jobs", payload, "Content-Type", "application/json", "Idempotency-Key", "k1")
+	expectStatus(t, resp, http.StatusAccepted)
+	if again := decode[api.Job](t, resp); again.ID == first.ID {
+		t.Fatalf("Idempotency-Key k1 still replays job %s after IDEMPOTENCY_TTL", first.ID)
+	}
+}

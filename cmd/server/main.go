@@ -18,12 +18,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/offload-dev/offload/expectconn"
 	"github.com/offload-dev/offload/handlers"
+	"github.com/offload-dev/offload/internal/embedredis"
 	"github.com/offload-dev/offload/metrics"
 	"github.com/offload-dev/offload/queue"
 	"github.com/offload-dev/offload/statusstore"
@@ -225,9 +225,9 @@ func listen(cfg Config, h http.Handler) (*http.Server, net.Listener, error) {
 // speaks queue.RESP unless the URL names a protocol.
 func connect(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), error) {
 	if cfg.RedisURL == "" {
-		mr := miniredis.NewMiniRedis()
-		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, nil, fmt.Errorf("embedded redis: %w", err)
+		mr, err := embedredis.Start("127.0.0.1:0", embedredis.Tick)
+		if err != nil {
+			return nil, nil, err
 		}
 		log.Warn().Str("addr", mr.Addr()).Msg("REDIS_URL is not set: using an EMBEDDED IN-MEMORY Redis. " +
 			"NOTHING SURVIVES A RESTART and other processes cannot share it. Set REDIS_URL for real use.")
