@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -128,6 +129,9 @@ func (v *Validator) check(w http.ResponseWriter, r *http.Request, route *routers
 			p.Errors = []FieldError{{Field: "/", Message: "a JSON body is required"}}
 			return p
 		}
+		if p := NotUTF8(body); p != nil {
+			return p
+		}
 		// json.Valid accepts exactly one JSON value; only a body it refuses
 		// is decoded again, to tell trailing data from malformed JSON (which
 		// the schema check reports).
@@ -152,6 +156,28 @@ func (v *Validator) check(w http.ResponseWriter, r *http.Request, route *routers
 		return nil
 	}
 	return requestProblem(err)
+}
+
+// NotUTF8 returns the problem of a JSON body that is not UTF-8 (RFC 8259
+// §8.1), nil for one that is. encoding/json would take such a body and turn
+// each bad byte into U+FFFD; refused, it cannot store a string that its
+// client did not send.
+func NotUTF8(body []byte) *Problem {
+	if utf8.Valid(body) {
+		return nil
+	}
+	at := 0
+	for at < len(body) {
+		r, n := utf8.DecodeRune(body[at:])
+		if r == utf8.RuneError && n <= 1 {
+			break
+		}
+		at += n
+	}
+	msg := fmt.Sprintf("the body is not UTF-8: invalid byte at offset %d", at)
+	p := NewProblem(TypeMalformed, http.StatusBadRequest, "Malformed JSON", msg)
+	p.Errors = []FieldError{{Field: "/", Message: msg}}
+	return p
 }
 
 // TrailingData reads one JSON value from dec and reports anything after it:

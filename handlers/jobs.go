@@ -27,16 +27,14 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	var req api.JobRequest
 	// Behind the validator the body is known to be one JSON value that
 	// matches the schema, and its generic decoding is at hand for the kind's
-	// schema; without it (a router mounted otherwise), check it here.
-	body, validated := api.ValidatedBody(r)
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(&req); err != nil {
-		return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", err.Error())
+	// schema; without it (a router mounted otherwise), it is checked here.
+	body, _ := api.ValidatedBody(r)
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Unreadable request body", err.Error())
 	}
-	if !validated {
-		if _, err := dec.Token(); err != io.EOF {
-			return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", "unexpected data after the JSON value")
-		}
+	if err := decodeRequest(raw, &req); err != nil {
+		return err
 	}
 	info, ok := a.catalog.Lookup(req.Kind)
 	if !ok {
@@ -56,6 +54,10 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	}
 	if errs := a.catalog.ValidateValue(req.Kind, args); len(errs) > 0 {
 		return api.ValidationProblem(fmt.Sprintf("args do not match the schema of kind %q", req.Kind), errs...)
+	}
+	var errs []api.FieldError
+	if req.Args, errs = a.catalog.DecodeArgs(req.Kind, req.Args); len(errs) > 0 {
+		return api.ValidationProblem(fmt.Sprintf("args do not decode as kind %q takes them", req.Kind), errs...)
 	}
 	nj := queue.NewJob{
 		Queue: info.Queue, Kind: info.Name, Version: info.Version, Args: compact(req.Args),
@@ -188,6 +190,31 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 		return nil // the client left; the job goes on
 	}
 	return a.answerSync(w, r, neg, job, finished)
+}
+
+// decodeRequest decodes the body of POST /v1/jobs into req (refusing
+// trailing data, for a router mounted without the validator). A number the
+// schema counts as an integer but written with a fraction or an exponent
+// (priority 9.0) is decoded as the integer it is.
+func decodeRequest(raw []byte, req *api.JobRequest) error {
+	if p := api.NotUTF8(raw); p != nil {
+		return p
+	}
+	err := json.Unmarshal(raw, req)
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && strings.HasPrefix(te.Value, "number") {
+		if fixed, changed, ferr := api.IntegralNumbers(raw); ferr == nil && changed {
+			*req = api.JobRequest{}
+			err = json.Unmarshal(fixed, req)
+		}
+	}
+	if errors.As(err, &te) {
+		return api.ValidationProblem("the request does not match the schema", api.DecodeProblem(te, ""))
+	}
+	if err != nil {
+		return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", err.Error())
+	}
+	return nil
 }
 
 // handoff stores a job that a request waits for already leased to a free

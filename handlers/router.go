@@ -28,6 +28,9 @@ type Catalog interface {
 	// ValidateValue checks a kind's arguments, decoded into a generic JSON
 	// value (as api.ValidatedBody and encoding/json leave them).
 	ValidateValue(kind string, args any) []api.FieldError
+	// DecodeArgs checks that arguments that passed the kind's schema decode
+	// into its handler's type, and returns the arguments to store.
+	DecodeArgs(kind string, args json.RawMessage) (json.RawMessage, []api.FieldError)
 }
 
 // Metrics is what the API needs of the metrics of its process.

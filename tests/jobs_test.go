@@ -191,6 +191,23 @@ func TestSleep(t *testing.T) {
 			t.Errorf("result %s", got.Result)
 		}
 	})
+
+	// Integers written as floats (Python's json.dumps writes 2.0), which
+	// JSON Schema counts as integers: accepted, and run as the integers they
+	// are, in the request's fields and in the kind's arguments.
+	t.Run("integral numbers", func(t *testing.T) {
+		payload := []byte(`{"kind":"sleep","priority":1.0,"max_attempts":2.0,"args":{"ms":1.0,"fail_times":1e0,"result":2.50e1}}`)
+		resp := s.request(t, http.MethodPost, "/v1/jobs", payload, "Content-Type", "application/json")
+		expectStatus(t, resp, http.StatusAccepted)
+		job := decode[api.Job](t, resp)
+		if job.Priority != 1 || job.MaxAttempts != 2 {
+			t.Errorf("priority %d max_attempts %d, want 1 and 2", job.Priority, job.MaxAttempts)
+		}
+		got := s.waitState(t, job.ID, api.StateSucceeded, jobTimeout)
+		if got.Attempt != 2 || string(got.Result) != "25" {
+			t.Errorf("succeeded on attempt %d with result %s, want attempt 2 and 25", got.Attempt, got.Result)
+		}
+	})
 }
 
 func must[T any](v T, err error) T {

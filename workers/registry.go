@@ -9,11 +9,14 @@ package workers
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -141,6 +144,9 @@ type Kind[A any] struct {
 type entry struct {
 	info   api.KindInfo
 	schema *openapi3.Schema
+	// decode decodes current-version arguments into the kind's type, as its
+	// handler will receive them, and throws them away.
+	decode func(args []byte) error
 	run    func(ctx context.Context, job *Job, args []byte) (Result, error)
 }
 
@@ -187,6 +193,10 @@ func Register[A any](r *Registry, k Kind[A]) error {
 		info: api.KindInfo{Name: k.Name, Version: k.Version, Queue: k.Queue,
 			MaxAttempts: k.MaxAttempts, Timeout: k.Timeout, Target: k.Target},
 		schema: &schema,
+		decode: func(raw []byte) error {
+			var a A
+			return json.Unmarshal(raw, &a)
+		},
 		run: func(ctx context.Context, job *Job, raw []byte) (Result, error) {
 			raw, err := ups.apply(job.ArgsVersion, raw)
 			if err != nil {
@@ -264,8 +274,47 @@ func (r *Registry) ValidateValue(name string, v any) []api.FieldError {
 	return r.check(e, v)
 }
 
+// DecodeArgs checks that arguments which passed kind name's schema also
+// decode into the kind's Go type, as its handler will receive them, and
+// returns the arguments to store. A schema can let through what the type
+// refuses; such arguments answer a field error here instead of failing the
+// job at its first attempt. Numbers that JSON Schema counts as integers but
+// that are written with a fraction or an exponent (9.0, 1e3) are rewritten
+// as integer literals (api.IntegralNumbers), so that they decode into Go
+// integer fields.
+func (r *Registry) DecodeArgs(name string, args json.RawMessage) (json.RawMessage, []api.FieldError) {
+	e := r.get(name)
+	if e == nil {
+		return args, []api.FieldError{{Field: "/kind", Message: fmt.Sprintf("unknown kind %q", name)}}
+	}
+	err := e.decode(args)
+	if err == nil {
+		return args, nil
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && strings.HasPrefix(te.Value, "number") {
+		if fixed, changed, ferr := api.IntegralNumbers(args); ferr == nil && changed {
+			if err = e.decode(fixed); err == nil {
+				return fixed, nil
+			}
+		}
+	}
+	return args, []api.FieldError{api.DecodeProblem(err, "/args")}
+}
+
+// base64Format checks "format": "byte" strings as encoding/json decodes them
+// into []byte (standard alphabet, padded), which kin-openapi's own check
+// (any base64 or base64url characters) does not: an argument that passes the
+// schema must decode for the handler.
+var base64Format = openapi3.NewCallbackValidator(func(s string) error {
+	if _, err := io.Copy(io.Discard, base64.NewDecoder(base64.StdEncoding, strings.NewReader(s))); err != nil {
+		return errors.New("is not standard base64 (RFC 4648 §4, padded)")
+	}
+	return nil
+})
+
 func (r *Registry) check(e *entry, v any) []api.FieldError {
-	if err := e.schema.VisitJSON(v, openapi3.MultiErrors()); err != nil {
+	if err := e.schema.VisitJSON(v, openapi3.MultiErrors(), openapi3.WithStringFormatValidator("byte", base64Format)); err != nil {
 		return api.FieldErrors(err, "/args")
 	}
 	return nil
