@@ -64,15 +64,14 @@ import (
 // handler when its value is not 100-continue.
 const Header = "Offload-Expect"
 
-// FromRequest returns the expectation a request carries, trimmed of spaces:
-// the first Header field if there is one (what HTTP/1.x requests deliver
-// through this package's connections), else the first Expect field (what
-// HTTP/2 delivers, and HTTP/1.x for 100-continue). It returns "" if there is
-// neither. A handler should treat 100-continue as no expectation: net/http
-// has already dealt with it.
+// FromRequest returns the expectations a request carries, as one
+// comma-separated list trimmed of spaces: every Header field (what HTTP/1.x
+// requests deliver through this package's connections) and every Expect
+// field (what HTTP/2 delivers, and HTTP/1.x for 100-continue). Several field
+// lines make one list, as RFC 9110 §5.3 has it. It returns "" if there is
+// none. A handler should treat 100-continue as no expectation: net/http has
+// already dealt with it.
 func FromRequest(r *http.Request) string {
-	if v, ok := r.Header[Header]; ok && len(v) > 0 {
-		return strings.TrimSpace(v[0])
-	}
-	return strings.TrimSpace(r.Header.Get("Expect"))
+	vs := append(append([]string(nil), r.Header[Header]...), r.Header.Values("Expect")...)
+	return strings.TrimSpace(strings.Join(vs, ", "))
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -78,6 +79,14 @@ func (a *API) replay(w http.ResponseWriter, r *http.Request, c statusstore.Claim
 		return p
 	}
 	job, err := a.status.Get(r.Context(), c.JobID)
+	if errors.Is(err, statusstore.ErrGone) || errors.Is(err, statusstore.ErrNotFound) {
+		// The key outlived the job's retention (IDEMPOTENCY_TTL above
+		// RETENTION): the request was taken, and what it made is gone.
+		p := api.NewProblem(api.TypeGone, http.StatusGone, "Job expired",
+			"this Idempotency-Key's job finished and its retention has ended; send the request with a new key to run it again")
+		p.JobID = c.JobID
+		return p
+	}
 	if err != nil {
 		return err
 	}

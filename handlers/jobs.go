@@ -304,9 +304,15 @@ func notModified(w http.ResponseWriter, r *http.Request, body []byte) bool {
 	_, _ = f.Write(body)
 	etag := `"` + strconv.FormatUint(f.Sum64(), 36) + `"`
 	w.Header().Set("ETag", etag)
-	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == etag || inm == "W/"+etag || inm == "*") {
-		w.WriteHeader(http.StatusNotModified)
-		return true
+	// If-None-Match is a list of entity tags, compared weakly (RFC 9110
+	// §13.1.2), over one field line or several.
+	for _, v := range r.Header.Values("If-None-Match") {
+		for _, tag := range strings.Split(v, ",") {
+			if tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/"); tag == etag || tag == "*" {
+				w.WriteHeader(http.StatusNotModified)
+				return true
+			}
+		}
 	}
 	return false
 }

@@ -172,6 +172,8 @@ func TestSleep(t *testing.T) {
 		}
 		expectStatus(t, s.request(t, http.MethodGet, path, nil, "If-None-Match", etag), http.StatusNotModified)
 		expectStatus(t, s.request(t, http.MethodGet, path, nil, "If-None-Match", `"other"`), http.StatusOK)
+		// A list of tags, weak ones included, matches when any tag does.
+		expectStatus(t, s.request(t, http.MethodGet, path, nil, "If-None-Match", `"other", W/`+etag), http.StatusNotModified)
 	})
 
 	t.Run("retry", func(t *testing.T) {

@@ -158,12 +158,16 @@ func TestRedisProtocol(t *testing.T) {
 // TestEmbeddedRedisExpires: with REDIS_URL unset the server runs on its
 // embedded Redis, and what the retention settings promise still happens
 // there: a finished job answers 410 once RETENTION has passed, then 404 once
-// TOMBSTONE has, and an Idempotency-Key is free again after IDEMPOTENCY_TTL.
+// TOMBSTONE has; its Idempotency-Key, still remembered, replays as 410; and
+// the key is free again after IDEMPOTENCY_TTL.
 func TestEmbeddedRedisExpires(t *testing.T) {
 	t.Parallel()
-	s := startOn(t, nil, map[string]string{"RETENTION": "1s", "TOMBSTONE": "1s", "IDEMPOTENCY_TTL": "1s"})
+	s := startOn(t, nil, map[string]string{"RETENTION": "1s", "TOMBSTONE": "1s", "IDEMPOTENCY_TTL": "8s"})
 	payload := []byte(`{"kind":"sleep","args":{"ms":1}}`)
-	resp := s.request(t, http.MethodPost, "/v1/jobs", payload, "Content-Type", "application/json", "Idempotency-Key", "k1")
+	post := func() *http.Response {
+		return s.request(t, http.MethodPost, "/v1/jobs", payload, "Content-Type", "application/json", "Idempotency-Key", "k1")
+	}
+	resp := post()
 	expectStatus(t, resp, http.StatusAccepted)
 	first := decode[api.Job](t, resp)
 	s.waitState(t, first.ID, api.StateSucceeded, jobTimeout)
@@ -173,10 +177,23 @@ func TestEmbeddedRedisExpires(t *testing.T) {
 	s.poll(t, first.ID, 20*time.Second, "404 Not Found", func(resp *http.Response) bool {
 		return resp.StatusCode == http.StatusNotFound
 	})
-	// The key expired with its TTL: the same request is a new job.
-	resp = s.request(t, http.MethodPost, "/v1/jobs", payload, "Content-Type", "application/json", "Idempotency-Key", "k1")
-	expectStatus(t, resp, http.StatusAccepted)
-	if again := decode[api.Job](t, resp); again.ID == first.ID {
-		t.Fatalf("Idempotency-Key k1 still replays job %s after IDEMPOTENCY_TTL", first.ID)
+	if p := expectProblem(t, post(), http.StatusGone); p.JobID != first.ID {
+		t.Errorf("replay of an expired job: job_id %q, want %s", p.JobID, first.ID)
+	}
+	// Once the key has expired with its TTL, the same request is a new job.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp := post()
+		if resp.StatusCode == http.StatusAccepted {
+			if again := decode[api.Job](t, resp); again.ID == first.ID {
+				t.Fatalf("Idempotency-Key k1 replays job %s as accepted after it expired", first.ID)
+			}
+			break
+		}
+		expectProblem(t, resp, http.StatusGone)
+		if time.Now().After(deadline) {
+			t.Fatal("Idempotency-Key k1 still remembered 20s after its 8s TTL")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

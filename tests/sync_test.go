@@ -441,6 +441,18 @@ func TestSyncCurl(t *testing.T) {
 		}
 	})
 
+	// Two Expect lines are one list, as a comma-separated line is: both
+	// expectations cannot be met at once.
+	t.Run("two expect lines", func(t *testing.T) {
+		before := s.countJobs(t)
+		resp, data := curl(t, s, http.MethodPost, "/v1/jobs", sleepJob(10, nil),
+			append(jsonCT, "-H", "Expect: 200-ok", "-H", "Expect: 204-no-content")...)
+		expectCurlProblem(t, resp, data, http.StatusExpectationFailed, "200-ok, 204-no-content")
+		if after := s.countJobs(t); after != before {
+			t.Errorf("two expectations enqueued a job: %d jobs, were %d", after, before)
+		}
+	})
+
 	t.Run("http2 prior knowledge", func(t *testing.T) {
 		resp, data := curl(t, s, http.MethodPost, "/v1/jobs", sleepJob(10, "h2"),
 			append(jsonCT, "--http2-prior-knowledge", "-H", "Expect: 200-ok")...)
