@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -23,7 +24,13 @@ func FieldErrors(err error, prefix string) []FieldError {
 	var se *openapi3.SchemaError
 	if errors.As(err, &se) {
 		field := prefix
-		if p := se.JSONPointer(); len(p) > 0 {
+		p := se.JSONPointer()
+		// An unknown property is reported at its object; name the property
+		// itself, which is what the client has to remove or correct.
+		if name, ok := unsupportedProperty(se); ok {
+			p = append(p, name)
+		}
+		if len(p) > 0 {
 			field += "/" + strings.Join(escapePointer(p), "/")
 		}
 		if field == "" {
@@ -36,6 +43,20 @@ func FieldErrors(err error, prefix string) []FieldError {
 		field = "/"
 	}
 	return []FieldError{{Field: field, Message: err.Error()}}
+}
+
+// unsupportedProperty returns the property that se refuses as not allowed
+// by its object's schema (additionalProperties: false).
+func unsupportedProperty(se *openapi3.SchemaError) (string, bool) {
+	if se.SchemaField != "properties" {
+		return "", false
+	}
+	q, ok := strings.CutPrefix(se.Reason, "property ")
+	if q, ok = strings.CutSuffix(q, " is unsupported"); !ok {
+		return "", false
+	}
+	name, err := strconv.Unquote(q)
+	return name, err == nil
 }
 
 func schemaReason(se *openapi3.SchemaError) string {

@@ -105,6 +105,13 @@ func (v *Validator) Middleware(next http.Handler) http.Handler {
 
 func (v *Validator) check(w http.ResponseWriter, r *http.Request, route *routers.Route, params map[string]string) *Problem {
 	if rb := route.Operation.RequestBody; rb != nil && rb.Value != nil {
+		if ce := strings.TrimSpace(r.Header.Get("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") {
+			w.Header().Set("Accept-Encoding", "identity")
+			p := NewProblem(TypeMediaType, http.StatusUnsupportedMediaType, "Unsupported content coding",
+				fmt.Sprintf("Content-Encoding %q is not accepted; send the body as it is", ce))
+			p.Errors = []FieldError{{Field: "Content-Encoding", Message: "must be absent or identity"}}
+			return p
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, v.bodyLimit))
 		if err != nil {
 			var tooLarge *http.MaxBytesError
