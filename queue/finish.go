@@ -346,7 +346,8 @@ func (q *Queue) Fail(ctx context.Context, d *Delivery, mode string, retryAt time
 	if mode == FailReturn {
 		retryAt = d.RunnableSince
 	}
-	entry, _ := json.Marshal(AttemptError{Attempt: d.Attempt, At: now.UTC(), Error: cause})
+	// Milliseconds, as every other time of a job.
+	entry, _ := json.Marshal(AttemptError{Attempt: d.Attempt, At: now.UTC().Truncate(time.Millisecond), Error: cause})
 	docJSON, _ := json.Marshal(doc)
 	keys := append(stateKeys(d.Queue), TokensKey(d.Queue), LeasedKey(d.Queue),
 		ExpiringKey(d.Queue), JobKey(d.Queue, d.ID), ErrorsKey(d.Queue, d.ID),

@@ -172,7 +172,7 @@ func (q *Queue) Reap(ctx context.Context, name string, limit int) (int, error) {
 	keys := append(stateKeys(name), LeasedKey(name), TokensKey(name), ReadyKey(name), ExpiringKey(name),
 		ThroughputKey(name, minute(now)))
 	args := []any{now.UnixMilli(), now.Add(q.opts.Retention).UnixMilli(), ChannelWake, ChannelDone,
-		name, doc, now.UTC().Format(time.RFC3339Nano), canceled}
+		name, doc, now.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano), canceled}
 	for i, id := range ids {
 		okey := okeys[i].Val() // "" for redis.Nil: no key, or no job
 		keys = append(keys, JobKey(name, id), ErrorsKey(name, id))

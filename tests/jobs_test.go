@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/offload-dev/offload/api"
 )
@@ -188,6 +189,8 @@ func TestSleep(t *testing.T) {
 		}
 		if len(got.AttemptErrors) != 1 || got.AttemptErrors[0].Attempt != 1 || got.AttemptErrors[0].Error == "" {
 			t.Errorf("attempt_errors %+v, want one entry for attempt 1", got.AttemptErrors)
+		} else if at := got.AttemptErrors[0].At; !at.Equal(at.Truncate(time.Millisecond)) {
+			t.Errorf("attempt_errors[0].at %s: want milliseconds, as every time of a job", at.Format(time.RFC3339Nano))
 		}
 		if string(got.Result) != `"second time lucky"` {
 			t.Errorf("result %s", got.Result)
