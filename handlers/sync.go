@@ -64,12 +64,16 @@ func (a *API) negotiate(r *http.Request, info api.KindInfo) (negotiation, error)
 					continue // unparseable preferences are ignored
 				}
 				n.prefer = true
-				n.wait = min(time.Duration(secs*float64(time.Second)), a.cfg.SyncWaitMax)
+				// Capped before the conversion, which a huge number (1e20)
+				// would overflow.
+				n.wait = time.Duration(min(secs, a.cfg.SyncWaitMax.Seconds()) * float64(time.Second))
 			}
 		}
 	}
 	if n.wait > 0 {
-		n.applied = append(n.applied, "wait="+strconv.Itoa(int(n.wait.Round(time.Second)/time.Second)))
+		// The wait in effect, in seconds: the client's own value, or the
+		// cap that replaced it.
+		n.applied = append(n.applied, "wait="+strconv.FormatFloat(n.wait.Seconds(), 'f', -1, 64))
 	}
 	return n, nil
 }
