@@ -20,9 +20,12 @@ func (a *API) target(collection string) handlerFunc {
 			return err
 		}
 		h := w.Header()
+		h.Set("Cache-Control", "private, max-age=3600")
+		if notModified(w, r, body) {
+			return nil
+		}
 		h.Set("Content-Type", ctype)
 		h.Set("Content-Length", strconv.Itoa(len(body)))
-		h.Set("Cache-Control", "private, max-age=3600")
 		h.Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(body)

@@ -71,6 +71,17 @@ func TestThumbnail(t *testing.T) {
 			if b := m.Bounds(); b.Dx() != 16 || b.Dy() != 12 {
 				t.Errorf("thumbnail is %dx%d, want 16x12 (width 16, aspect ratio kept)", b.Dx(), b.Dy())
 			}
+			// The image never changes: a client that has it revalidates
+			// with its ETag and gets 304 with no body.
+			etag := img.Header.Get("ETag")
+			if etag == "" {
+				t.Fatal("image: no ETag")
+			}
+			again := s.request(t, http.MethodGet, target, nil, "If-None-Match", etag)
+			expectStatus(t, again, http.StatusNotModified)
+			if n := len(body(again)); n != 0 || again.Header.Get("ETag") != etag {
+				t.Errorf("304: %d body bytes, ETag %q (want none and %q)", n, again.Header.Get("ETag"), etag)
+			}
 		})
 	}
 }
