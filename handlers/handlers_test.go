@@ -68,6 +68,24 @@ func (e *env) do(t *testing.T, method, path, ctype, body string) (*http.Response
 	return resp, b
 }
 
+// doHeader sends a bodiless request with the given headers ("Name",
+// "value", ...), following no redirect.
+func (e *env) doHeader(t *testing.T, method, path string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
 // TestRoutesMatchOpenAPI fails when the router serves a route the document
 // lacks, or the document describes one the router does not serve.
 func TestRoutesMatchOpenAPI(t *testing.T) {
@@ -314,6 +332,78 @@ func TestMetrics(t *testing.T) {
 	} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestHeadAnswersLikeGet sends HEAD and GET to every GET route the router
+// serves: HEAD must answer with GET's status and headers and no body (RFC
+// 9110 §9.1), including where the OpenAPI validator refuses the GET.
+func TestHeadAnswersLikeGet(t *testing.T) {
+	e := setup(t)
+	_, body := e.do(t, "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{}}`)
+	var job api.Job
+	if err := json.Unmarshal(body, &job); err != nil {
+		t.Fatal(err)
+	}
+	fill := strings.NewReplacer("{id}", job.ID, "{name}", "default", "*", "app.css")
+	paths := []string{"/v1/jobs?limit=0", "/v1/jobs/nope", "/v2/nope"}
+	err := chi.Walk(e.h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if method == http.MethodGet {
+			paths = append(paths, fill.Replace(route))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Headers that differ between any two answers.
+	volatile := map[string]bool{"Date": true, "X-Request-Id": true, "Content-Length": true}
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			// The same Accept-Encoding both times: Go's transport asks
+			// for gzip on its own, but not for HEAD.
+			get, _ := e.doHeader(t, "GET", path, "Accept-Encoding", "gzip")
+			head, hb := e.doHeader(t, "HEAD", path, "Accept-Encoding", "gzip")
+			if head.StatusCode != get.StatusCode {
+				t.Fatalf("HEAD %d, GET %d", head.StatusCode, get.StatusCode)
+			}
+			if len(hb) != 0 {
+				t.Errorf("HEAD has a body: %q", hb)
+			}
+			for name := range mergeKeys(get.Header, head.Header) {
+				if volatile[name] {
+					continue
+				}
+				if g, h := get.Header.Values(name), head.Header.Values(name); strings.Join(g, "\n") != strings.Join(h, "\n") {
+					t.Errorf("%s: GET %q, HEAD %q", name, g, h)
+				}
+			}
+			// HEAD may omit Content-Length; if it sends one, it is GET's.
+			if head.ContentLength >= 0 && get.ContentLength >= 0 && head.ContentLength != get.ContentLength {
+				t.Errorf("Content-Length: GET %d, HEAD %d", get.ContentLength, head.ContentLength)
+			}
+		})
+	}
+}
+
+func mergeKeys(hs ...http.Header) map[string]bool {
+	keys := map[string]bool{}
+	for _, h := range hs {
+		for k := range h {
+			keys[k] = true
+		}
+	}
+	return keys
+}
+
+func TestOpsHead(t *testing.T) {
+	h := handlers.Ops(handlers.Config{Logger: zerolog.Nop()})
+	for _, path := range []string{"/healthz", "/readyz"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, path, nil))
+		if rec.Code != http.StatusOK {
+			t.Errorf("HEAD %s: %d", path, rec.Code)
 		}
 	}
 }

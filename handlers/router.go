@@ -112,7 +112,9 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	}
 	a := &API{cfg: cfg, q: q, status: st, catalog: cat, log: cfg.Logger}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, a.requestLog, recoverer(cfg.Logger))
+	// GetHead answers HEAD on every GET route with the GET handler (net/http
+	// drops the body), as RFC 9110 §9.1 asks of a general-purpose server.
+	r.Use(middleware.RequestID, a.requestLog, recoverer(cfg.Logger), middleware.GetHead)
 	if cfg.Metrics != nil {
 		r.Use(cfg.Metrics.Middleware)
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
@@ -125,8 +127,7 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	}))
 	a.Mount(r.With(val.Middleware))
 	r.Get("/openapi.yaml", a.openAPI)
-	r.Get("/healthz", a.healthz)
-	r.Get("/readyz", a.readyz)
+	a.health(r)
 	// The dashboard and the docs page answer people, outside the OpenAPI
 	// validator; they read the same queue and status store in-process.
 	dash, err := web.New(dashboard{a}, cfg.Logger)
@@ -142,13 +143,22 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 func Ops(cfg Config) http.Handler {
 	a := &API{cfg: cfg, log: cfg.Logger}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, recoverer(cfg.Logger))
+	r.Use(middleware.RequestID, recoverer(cfg.Logger), middleware.GetHead)
 	if cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
 	}
-	r.Get("/healthz", a.healthz)
-	r.Get("/readyz", a.readyz)
+	a.health(r)
 	return r
+}
+
+// health adds /healthz and /readyz. Their HEAD routes are explicit (and
+// documented as operations), as load balancers probe with HEAD; GetHead
+// would answer them anyway.
+func (a *API) health(r chi.Router) {
+	r.Get("/healthz", a.healthz)
+	r.Head("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+	r.Head("/readyz", a.readyz)
 }
 
 // Mount adds the /v1 routes to r. Go teams that embed Offload call it on their

@@ -65,3 +65,38 @@ func TestResponsesAreValidated(t *testing.T) {
 		expectStatus(t, s.get(t, path), http.StatusOK)
 	}
 }
+
+// TestHead checks that HEAD answers like GET: the probes' documented HEAD
+// operations through do, and an API resource, whose HEAD the document
+// describes only as its GET without the body.
+func TestHead(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp := s.request(t, http.MethodHead, path, nil)
+		expectStatus(t, resp, http.StatusOK)
+		if b := body(resp); len(b) != 0 {
+			t.Errorf("HEAD %s: body %q", path, b)
+		}
+	}
+	// Scheduled an hour ahead, so that its document does not change between the two.
+	job := s.submit(t, map[string]any{"kind": "sleep", "args": map[string]any{}, "delay": 3600})
+	get := s.get(t, "/v1/jobs/"+job.ID)
+	req, err := http.NewRequest(http.MethodHead, s.URL+"/v1/jobs/"+job.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != get.StatusCode {
+		t.Fatalf("HEAD %d, GET %d", head.StatusCode, get.StatusCode)
+	}
+	for _, h := range []string{"Content-Type", "ETag", "Cache-Control", "Retry-After"} {
+		if head.Header.Get(h) != get.Header.Get(h) {
+			t.Errorf("%s: HEAD %q, GET %q", h, head.Header.Get(h), get.Header.Get(h))
+		}
+	}
+}
