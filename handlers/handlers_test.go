@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
 	"github.com/go-chi/chi/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -405,5 +408,59 @@ func TestOpsHead(t *testing.T) {
 		if rec.Code != http.StatusOK {
 			t.Errorf("HEAD %s: %d", path, rec.Code)
 		}
+	}
+}
+
+// TestMethodNotAllowed checks that a 405 lists the methods its path serves
+// in Allow and in its detail, and matches the documented MethodNotAllowed
+// response.
+func TestMethodNotAllowed(t *testing.T) {
+	e := setup(t)
+	spec, err := api.LoadSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := spec.Components.Responses["MethodNotAllowed"]
+	if ref == nil {
+		t.Fatal("openapi.yaml documents no MethodNotAllowed response")
+	}
+	responses := openapi3.NewResponses(openapi3.WithStatus(405, ref))
+	route := &routers.Route{Spec: spec, Operation: &openapi3.Operation{Responses: responses}}
+	const id = "default.01ARZ3NDEKTSV4RRFFQ69G5FAV"
+	for _, tc := range []struct{ method, path, allow string }{
+		{"PUT", "/healthz", "GET, HEAD"},
+		{"POST", "/metrics", "GET, HEAD"},
+		{"DELETE", "/v1/jobs", "GET, HEAD, POST"},
+		{"FOO1", "/v1/jobs", "GET, HEAD, POST"},
+		{"POST", "/v1/jobs/" + id, "GET, HEAD, DELETE"},
+		{"GET", "/v1/jobs/" + id + "/retry", "POST"},
+		{"PATCH", "/v1/queues/default", "GET, HEAD"},
+		{"GET", "/ui/queues/default/pause", "POST"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			resp, body := e.do(t, tc.method, tc.path, "", "")
+			if resp.StatusCode != http.StatusMethodNotAllowed {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if got := resp.Header.Values("Allow"); len(got) != 1 || got[0] != tc.allow {
+				t.Errorf("Allow %q, want %q", got, tc.allow)
+			}
+			var p api.Problem
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.Type != api.TypeMethod || !strings.Contains(p.Detail, tc.allow) {
+				t.Errorf("problem %+v does not name %s", p, tc.allow)
+			}
+			req := httptest.NewRequest(tc.method, tc.path, nil)
+			err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+				RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, Route: route},
+				Status:                 resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(body)),
+				Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+			})
+			if err != nil {
+				t.Errorf("the answer does not match the documented MethodNotAllowed: %v", err)
+			}
+		})
 	}
 }

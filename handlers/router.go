@@ -122,9 +122,7 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	r.NotFound(handle(a.log, func(http.ResponseWriter, *http.Request) error {
 		return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no such resource")
 	}))
-	r.MethodNotAllowed(handle(a.log, func(http.ResponseWriter, *http.Request) error {
-		return api.NewProblem(api.TypeMethod, http.StatusMethodNotAllowed, "Method not allowed", "")
-	}))
+	r.MethodNotAllowed(handle(a.log, methodNotAllowed))
 	a.Mount(r.With(val.Middleware))
 	r.Get("/openapi.yaml", a.openAPI)
 	a.health(r)
@@ -144,6 +142,7 @@ func Ops(cfg Config) http.Handler {
 	a := &API{cfg: cfg, log: cfg.Logger}
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, recoverer(cfg.Logger), middleware.GetHead)
+	r.MethodNotAllowed(handle(a.log, methodNotAllowed))
 	if cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
 	}
