@@ -193,6 +193,7 @@ func TestBadInput(t *testing.T) {
 		{"cancel unknown", "DELETE", "/v1/jobs/nope", "", "", 404, ""},
 		{"retry unknown", "POST", "/v1/jobs/default.01ARZ3NDEKTSV4RRFFQ69G5FAV/retry", "", "", 404, ""},
 		{"unknown route", "GET", "/v2/nope", "", "", 404, ""},
+		{"unknown method on unknown route", "FOO1", "/v2/nope", "", "", 404, ""},
 		{"unknown image", "GET", "/v1/images/default.01ARZ3NDEKTSV4RRFFQ69G5FAV", "", "", 404, ""},
 	}
 	for _, tt := range tests {

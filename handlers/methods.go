@@ -44,10 +44,21 @@ func allowed(r *http.Request) []string {
 }
 
 // methodNotAllowed answers a path served with other methods than r's: 405,
-// with Allow (RFC 9110 §15.5.6) and a detail naming those methods.
+// with Allow (RFC 9110 §15.5.6) and a detail naming those methods. chi also
+// sends here a method it does not know, whatever the path: a path no route
+// serves answers 404, as it does to any known method.
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) error {
-	allow := strings.Join(allowed(r), ", ")
+	methods := allowed(r)
+	if len(methods) == 0 {
+		return notFound()
+	}
+	allow := strings.Join(methods, ", ")
 	w.Header().Set("Allow", allow)
 	return api.NewProblem(api.TypeMethod, http.StatusMethodNotAllowed, "Method not allowed",
 		"this resource answers "+allow+" only")
+}
+
+// notFound is the problem of a path no route serves.
+func notFound() error {
+	return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no such resource")
 }

@@ -119,9 +119,7 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 		r.Use(cfg.Metrics.Middleware)
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
 	}
-	r.NotFound(handle(a.log, func(http.ResponseWriter, *http.Request) error {
-		return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no such resource")
-	}))
+	r.NotFound(handle(a.log, func(http.ResponseWriter, *http.Request) error { return notFound() }))
 	r.MethodNotAllowed(handle(a.log, methodNotAllowed))
 	a.Mount(r.With(val.Middleware))
 	r.Get("/openapi.yaml", a.openAPI)
