@@ -16,6 +16,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/go-chi/chi/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -37,6 +38,12 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
+	return setupWith(t, func(*handlers.Config) {})
+}
+
+// setupWith is setup with a configuration changed by edit.
+func setupWith(t *testing.T, edit func(*handlers.Config)) *env {
+	t.Helper()
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -45,8 +52,10 @@ func setup(t *testing.T) *env {
 	if err := workers.RegisterBuiltins(reg); err != nil {
 		t.Fatal(err)
 	}
-	h, err := handlers.New(handlers.Config{BodyLimit: 4096, Logger: zerolog.Nop(), Metrics: metrics.New(q, nil),
-		Ready: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}, q, statusstore.New(rdb), reg)
+	cfg := handlers.Config{BodyLimit: 4096, Logger: zerolog.Nop(), Metrics: metrics.New(q, nil),
+		Ready: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}
+	edit(&cfg)
+	h, err := handlers.New(cfg, q, statusstore.New(rdb), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,5 +472,118 @@ func TestMethodNotAllowed(t *testing.T) {
 				t.Errorf("the answer does not match the documented MethodNotAllowed: %v", err)
 			}
 		})
+	}
+}
+
+// TestCrossOrigin checks that the API's unsafe operations refuse requests a
+// browser sends from a page of another origin with a documented 403, before
+// anything is done, and still answer non-browser clients, same-origin pages
+// and trusted origins.
+func TestCrossOrigin(t *testing.T) {
+	e := setupWith(t, func(c *handlers.Config) { c.TrustedOrigins = []string{"https://ui.example.com"} })
+	spec, err := api.LoadSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := gorillamux.NewRouter(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body := e.do(t, "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"delay":3600}`)
+	var job api.Job
+	if err := json.Unmarshal(body, &job); err != nil {
+		t.Fatal(err)
+	}
+	type op struct{ method, path, ctype, body string }
+	ops := []op{
+		{"POST", "/v1/jobs", "text/plain", `{"kind":"sleep","args":{}}`},
+		{"POST", "/v1/queues/default/pause", "text/plain", ""},
+		{"POST", "/v1/queues/default/resume", "", ""},
+		{"POST", "/v1/jobs/" + job.ID + "/retry", "", ""},
+		{"DELETE", "/v1/jobs/" + job.ID, "", ""},
+	}
+	send := func(o op, header ...string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(o.method, e.srv.URL+o.path, strings.NewReader(o.body))
+		if o.ctype != "" {
+			req.Header.Set("Content-Type", o.ctype)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	for _, tc := range []struct {
+		name   string
+		header []string
+	}{
+		{"cross-site", []string{"Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example"}},
+		{"same-site other origin", []string{"Sec-Fetch-Site", "same-site", "Origin", "https://other." + e.srv.Listener.Addr().String()}},
+		{"old browser, other origin", []string{"Origin", "http://evil.example"}},
+	} {
+		for _, o := range ops {
+			t.Run(tc.name+" "+o.method+" "+o.path, func(t *testing.T) {
+				resp, body := send(o, tc.header...)
+				if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Content-Type") != api.ProblemContentType {
+					t.Fatalf("%d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+				}
+				var p api.Problem
+				if err := json.Unmarshal(body, &p); err != nil || p.Type != api.TypeCrossOrigin || p.Status != 403 {
+					t.Errorf("problem %s (%v)", body, err)
+				}
+				req := httptest.NewRequest(o.method, o.path, nil)
+				route, params, err := rt.FindRoute(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+					RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+					Status:                 resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(body)),
+					Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+				})
+				if err != nil {
+					t.Errorf("the 403 is not documented: %v", err)
+				}
+			})
+		}
+	}
+	// Nothing was done.
+	if _, body := e.do(t, "GET", "/v1/jobs/"+job.ID, "", ""); !bytes.Contains(body, []byte(`"state":"scheduled"`)) {
+		t.Errorf("a refused request changed the job: %s", body)
+	}
+	if _, body := e.do(t, "GET", "/v1/queues/default", "", ""); !bytes.Contains(body, []byte(`"paused":false`)) {
+		t.Errorf("a refused request paused the queue: %s", body)
+	}
+	if _, body := e.do(t, "GET", "/v1/jobs", "", ""); bytes.Count(body, []byte(`"id"`)) != 1 {
+		t.Errorf("a refused request submitted a job: %s", body)
+	}
+	// curl, a same-origin page and a trusted origin pass; a cross-site GET is safe.
+	pause := op{"POST", "/v1/queues/default/pause", "", ""}
+	for _, header := range [][]string{
+		nil,
+		{"Sec-Fetch-Site", "same-origin", "Origin", e.srv.URL},
+		{"Origin", e.srv.URL},
+		{"Sec-Fetch-Site", "none"},
+		{"Sec-Fetch-Site", "cross-site", "Origin", "https://ui.example.com"},
+	} {
+		if resp, body := send(pause, header...); resp.StatusCode != http.StatusOK {
+			t.Errorf("%q: %d %s", header, resp.StatusCode, body)
+		}
+	}
+	if resp, body := send(op{"GET", "/v1/queues/default", "", ""}, "Sec-Fetch-Site", "cross-site",
+		"Origin", "http://evil.example"); resp.StatusCode != http.StatusOK {
+		t.Errorf("cross-site GET: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestCrossOriginBadTrustedOrigin(t *testing.T) {
+	if _, err := handlers.CrossOrigin(zerolog.Nop(), "ui.example.com/path"); err == nil {
+		t.Error("a trusted origin that is not an origin was accepted")
 	}
 }

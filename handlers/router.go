@@ -61,6 +61,11 @@ type Config struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered after its
 	// job was accepted (default 24h).
 	IdempotencyTTL time.Duration
+	// TrustedOrigins are origins ("https://ui.example.com") whose browser
+	// pages may send the API's POST and DELETE; other cross-origin browser
+	// requests are refused (CrossOrigin). Default none: same-origin pages and
+	// clients that are not browsers only.
+	TrustedOrigins []string
 	// SyncMaxBacklog is how many runnable jobs per live worker slot may wait
 	// ahead of a synchronous job before it is refused with 417 (default 10).
 	SyncMaxBacklog int
@@ -110,6 +115,10 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	if err != nil {
 		return nil, err
 	}
+	crossOrigin, err := CrossOrigin(cfg.Logger, cfg.TrustedOrigins...)
+	if err != nil {
+		return nil, err
+	}
 	a := &API{cfg: cfg, q: q, status: st, catalog: cat, log: cfg.Logger}
 	r := chi.NewRouter()
 	// GetHead answers HEAD on every GET route with the GET handler (net/http
@@ -121,7 +130,8 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	}
 	r.NotFound(handle(a.log, func(http.ResponseWriter, *http.Request) error { return notFound() }))
 	r.MethodNotAllowed(handle(a.log, methodNotAllowed))
-	a.Mount(r.With(val.Middleware))
+	// Cross-origin browser requests are refused before the body is read.
+	a.Mount(r.With(crossOrigin, val.Middleware))
 	r.Get("/openapi.yaml", a.openAPI)
 	a.health(r)
 	// The dashboard and the docs page answer people, outside the OpenAPI
@@ -159,7 +169,7 @@ func (a *API) health(r chi.Router) {
 }
 
 // Mount adds the /v1 routes to r. Go teams that embed Offload call it on their
-// own chi router (behind their own middleware and api.Validator).
+// own chi router (behind their own middleware, CrossOrigin and api.Validator).
 func (a *API) Mount(r chi.Router) {
 	h := func(fn handlerFunc) http.HandlerFunc { return handle(a.log, fn) }
 	r.Post("/v1/jobs", h(a.submit))

@@ -3,6 +3,8 @@ package tests
 import (
 	"net/http"
 	"testing"
+
+	"github.com/offload-dev/offload/api"
 )
 
 // TestResponsesAreValidated proves that the response validation every test
@@ -99,4 +101,32 @@ func TestHead(t *testing.T) {
 			t.Errorf("%s: HEAD %q, GET %q", h, head.Header.Get(h), get.Header.Get(h))
 		}
 	}
+}
+
+// TestCrossOrigin checks that a browser page of another origin cannot pause
+// a queue or submit a job (a documented 403 problem, nothing done), while a
+// trusted origin (TRUSTED_ORIGINS) and a client that is not a browser can.
+func TestCrossOrigin(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"TRUSTED_ORIGINS": "https://ui.example.com"})
+	for _, hdr := range [][]string{
+		{"Origin", "http://evil.example", "Content-Type", "text/plain"},
+		{"Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example"},
+	} {
+		p := expectProblem(t, s.request(t, http.MethodPost, "/v1/queues/default/pause", nil, hdr...), http.StatusForbidden)
+		if p.Type != api.TypeCrossOrigin {
+			t.Errorf("problem type %q", p.Type)
+		}
+		expectProblem(t, s.request(t, http.MethodPost, "/v1/jobs",
+			[]byte(`{"kind":"sleep","args":{}}`), append(hdr, "Content-Type", "application/json")...), http.StatusForbidden)
+	}
+	if q := decode[api.Queue](t, s.get(t, "/v1/queues/default")); q.Paused {
+		t.Error("a refused request paused the queue")
+	}
+	if l := decode[api.JobList](t, s.get(t, "/v1/jobs")); len(l.Jobs) != 0 {
+		t.Errorf("a refused request submitted %d jobs", len(l.Jobs))
+	}
+	expectStatus(t, s.request(t, http.MethodPost, "/v1/queues/default/pause", nil,
+		"Sec-Fetch-Site", "cross-site", "Origin", "https://ui.example.com"), http.StatusOK)
+	expectStatus(t, s.post(t, "/v1/queues/default/resume"), http.StatusOK)
 }
