@@ -63,12 +63,19 @@ func NewValidator(doc *openapi3.T, bodyLimit int64) (*Validator, error) {
 	return v, nil
 }
 
-// findRoute returns the operation r targets.
+// findRoute returns the operation r targets. A HEAD the document does not
+// list is checked as its GET, which answers it (chi's middleware.GetHead).
 func (v *Validator) findRoute(r *http.Request) (*routers.Route, map[string]string, error) {
 	if route, ok := v.static[r.Method+" "+r.URL.Path]; ok {
 		return route, nil, nil
 	}
-	return v.router.FindRoute(r)
+	route, params, err := v.router.FindRoute(r)
+	if err != nil && r.Method == http.MethodHead {
+		get := r.Clone(r.Context())
+		get.Method = http.MethodGet
+		return v.findRoute(get)
+	}
+	return route, params, err
 }
 
 // ValidatedBody returns the JSON body of r as the validator decoded and

@@ -22,6 +22,7 @@ const (
 	TypeInternal    = "https://offload.dev/problems/internal"
 	TypeExpectation = "https://offload.dev/problems/expectation-failed"
 	TypeMethod      = "https://offload.dev/problems/method-not-allowed"
+	TypeCrossOrigin = "https://offload.dev/problems/cross-origin"
 )
 
 // Problem is an RFC 9457 problem document.

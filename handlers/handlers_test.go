@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/go-chi/chi/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -34,6 +38,12 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
+	return setupWith(t, func(*handlers.Config) {})
+}
+
+// setupWith is setup with a configuration changed by edit.
+func setupWith(t *testing.T, edit func(*handlers.Config)) *env {
+	t.Helper()
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -42,8 +52,10 @@ func setup(t *testing.T) *env {
 	if err := workers.RegisterBuiltins(reg); err != nil {
 		t.Fatal(err)
 	}
-	h, err := handlers.New(handlers.Config{BodyLimit: 4096, Logger: zerolog.Nop(), Metrics: metrics.New(q, nil),
-		Ready: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}, q, statusstore.New(rdb), reg)
+	cfg := handlers.Config{BodyLimit: 4096, Logger: zerolog.Nop(), Metrics: metrics.New(q, nil),
+		Ready: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }}
+	edit(&cfg)
+	h, err := handlers.New(cfg, q, statusstore.New(rdb), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +69,24 @@ func (e *env) do(t *testing.T, method, path, ctype, body string) (*http.Response
 	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// doHeader sends a bodiless request with the given headers ("Name",
+// "value", ...), following no redirect.
+func (e *env) doHeader(t *testing.T, method, path string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
@@ -172,6 +202,7 @@ func TestBadInput(t *testing.T) {
 		{"cancel unknown", "DELETE", "/v1/jobs/nope", "", "", 404, ""},
 		{"retry unknown", "POST", "/v1/jobs/default.01ARZ3NDEKTSV4RRFFQ69G5FAV/retry", "", "", 404, ""},
 		{"unknown route", "GET", "/v2/nope", "", "", 404, ""},
+		{"unknown method on unknown route", "FOO1", "/v2/nope", "", "", 404, ""},
 		{"unknown image", "GET", "/v1/images/default.01ARZ3NDEKTSV4RRFFQ69G5FAV", "", "", 404, ""},
 	}
 	for _, tt := range tests {
@@ -315,5 +346,244 @@ func TestMetrics(t *testing.T) {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestHeadAnswersLikeGet sends HEAD and GET to every GET route the router
+// serves: HEAD must answer with GET's status and headers and no body (RFC
+// 9110 §9.1), including where the OpenAPI validator refuses the GET.
+func TestHeadAnswersLikeGet(t *testing.T) {
+	e := setup(t)
+	_, body := e.do(t, "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{}}`)
+	var job api.Job
+	if err := json.Unmarshal(body, &job); err != nil {
+		t.Fatal(err)
+	}
+	fill := strings.NewReplacer("{id}", job.ID, "{name}", "default", "*", "app.css")
+	paths := []string{"/v1/jobs?limit=0", "/v1/jobs/nope", "/v2/nope"}
+	err := chi.Walk(e.h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if method == http.MethodGet {
+			paths = append(paths, fill.Replace(route))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Headers that differ between any two answers.
+	volatile := map[string]bool{"Date": true, "X-Request-Id": true, "Content-Length": true}
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			// The same Accept-Encoding both times: Go's transport asks
+			// for gzip on its own, but not for HEAD.
+			get, _ := e.doHeader(t, "GET", path, "Accept-Encoding", "gzip")
+			head, hb := e.doHeader(t, "HEAD", path, "Accept-Encoding", "gzip")
+			if head.StatusCode != get.StatusCode {
+				t.Fatalf("HEAD %d, GET %d", head.StatusCode, get.StatusCode)
+			}
+			if len(hb) != 0 {
+				t.Errorf("HEAD has a body: %q", hb)
+			}
+			for name := range mergeKeys(get.Header, head.Header) {
+				if volatile[name] {
+					continue
+				}
+				if g, h := get.Header.Values(name), head.Header.Values(name); strings.Join(g, "\n") != strings.Join(h, "\n") {
+					t.Errorf("%s: GET %q, HEAD %q", name, g, h)
+				}
+			}
+			// HEAD may omit Content-Length; if it sends one, it is GET's.
+			if head.ContentLength >= 0 && get.ContentLength >= 0 && head.ContentLength != get.ContentLength {
+				t.Errorf("Content-Length: GET %d, HEAD %d", get.ContentLength, head.ContentLength)
+			}
+		})
+	}
+}
+
+func mergeKeys(hs ...http.Header) map[string]bool {
+	keys := map[string]bool{}
+	for _, h := range hs {
+		for k := range h {
+			keys[k] = true
+		}
+	}
+	return keys
+}
+
+func TestOpsHead(t *testing.T) {
+	h := handlers.Ops(handlers.Config{Logger: zerolog.Nop()})
+	for _, path := range []string{"/healthz", "/readyz"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, path, nil))
+		if rec.Code != http.StatusOK {
+			t.Errorf("HEAD %s: %d", path, rec.Code)
+		}
+	}
+}
+
+// TestMethodNotAllowed checks that a 405 lists the methods its path serves
+// in Allow and in its detail, and matches the documented MethodNotAllowed
+// response.
+func TestMethodNotAllowed(t *testing.T) {
+	e := setup(t)
+	spec, err := api.LoadSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := spec.Components.Responses["MethodNotAllowed"]
+	if ref == nil {
+		t.Fatal("openapi.yaml documents no MethodNotAllowed response")
+	}
+	responses := openapi3.NewResponses(openapi3.WithStatus(405, ref))
+	route := &routers.Route{Spec: spec, Operation: &openapi3.Operation{Responses: responses}}
+	const id = "default.01ARZ3NDEKTSV4RRFFQ69G5FAV"
+	for _, tc := range []struct{ method, path, allow string }{
+		{"PUT", "/healthz", "GET, HEAD"},
+		{"POST", "/metrics", "GET, HEAD"},
+		{"DELETE", "/v1/jobs", "GET, HEAD, POST"},
+		{"FOO1", "/v1/jobs", "GET, HEAD, POST"},
+		{"POST", "/v1/jobs/" + id, "GET, HEAD, DELETE"},
+		{"GET", "/v1/jobs/" + id + "/retry", "POST"},
+		{"PATCH", "/v1/queues/default", "GET, HEAD"},
+		{"GET", "/ui/queues/default/pause", "POST"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			resp, body := e.do(t, tc.method, tc.path, "", "")
+			if resp.StatusCode != http.StatusMethodNotAllowed {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if got := resp.Header.Values("Allow"); len(got) != 1 || got[0] != tc.allow {
+				t.Errorf("Allow %q, want %q", got, tc.allow)
+			}
+			var p api.Problem
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.Type != api.TypeMethod || !strings.Contains(p.Detail, tc.allow) {
+				t.Errorf("problem %+v does not name %s", p, tc.allow)
+			}
+			req := httptest.NewRequest(tc.method, tc.path, nil)
+			err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+				RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, Route: route},
+				Status:                 resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(body)),
+				Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+			})
+			if err != nil {
+				t.Errorf("the answer does not match the documented MethodNotAllowed: %v", err)
+			}
+		})
+	}
+}
+
+// TestCrossOrigin checks that the API's unsafe operations refuse requests a
+// browser sends from a page of another origin with a documented 403, before
+// anything is done, and still answer non-browser clients, same-origin pages
+// and trusted origins.
+func TestCrossOrigin(t *testing.T) {
+	e := setupWith(t, func(c *handlers.Config) { c.TrustedOrigins = []string{"https://ui.example.com"} })
+	spec, err := api.LoadSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := gorillamux.NewRouter(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body := e.do(t, "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"delay":3600}`)
+	var job api.Job
+	if err := json.Unmarshal(body, &job); err != nil {
+		t.Fatal(err)
+	}
+	type op struct{ method, path, ctype, body string }
+	ops := []op{
+		{"POST", "/v1/jobs", "text/plain", `{"kind":"sleep","args":{}}`},
+		{"POST", "/v1/queues/default/pause", "text/plain", ""},
+		{"POST", "/v1/queues/default/resume", "", ""},
+		{"POST", "/v1/jobs/" + job.ID + "/retry", "", ""},
+		{"DELETE", "/v1/jobs/" + job.ID, "", ""},
+	}
+	send := func(o op, header ...string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(o.method, e.srv.URL+o.path, strings.NewReader(o.body))
+		if o.ctype != "" {
+			req.Header.Set("Content-Type", o.ctype)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	for _, tc := range []struct {
+		name   string
+		header []string
+	}{
+		{"cross-site", []string{"Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example"}},
+		{"same-site other origin", []string{"Sec-Fetch-Site", "same-site", "Origin", "https://other." + e.srv.Listener.Addr().String()}},
+		{"old browser, other origin", []string{"Origin", "http://evil.example"}},
+	} {
+		for _, o := range ops {
+			t.Run(tc.name+" "+o.method+" "+o.path, func(t *testing.T) {
+				resp, body := send(o, tc.header...)
+				if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Content-Type") != api.ProblemContentType {
+					t.Fatalf("%d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+				}
+				var p api.Problem
+				if err := json.Unmarshal(body, &p); err != nil || p.Type != api.TypeCrossOrigin || p.Status != 403 {
+					t.Errorf("problem %s (%v)", body, err)
+				}
+				req := httptest.NewRequest(o.method, o.path, nil)
+				route, params, err := rt.FindRoute(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+					RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+					Status:                 resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(body)),
+					Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+				})
+				if err != nil {
+					t.Errorf("the 403 is not documented: %v", err)
+				}
+			})
+		}
+	}
+	// Nothing was done.
+	if _, body := e.do(t, "GET", "/v1/jobs/"+job.ID, "", ""); !bytes.Contains(body, []byte(`"state":"scheduled"`)) {
+		t.Errorf("a refused request changed the job: %s", body)
+	}
+	if _, body := e.do(t, "GET", "/v1/queues/default", "", ""); !bytes.Contains(body, []byte(`"paused":false`)) {
+		t.Errorf("a refused request paused the queue: %s", body)
+	}
+	if _, body := e.do(t, "GET", "/v1/jobs", "", ""); bytes.Count(body, []byte(`"id"`)) != 1 {
+		t.Errorf("a refused request submitted a job: %s", body)
+	}
+	// curl, a same-origin page and a trusted origin pass; a cross-site GET is safe.
+	pause := op{"POST", "/v1/queues/default/pause", "", ""}
+	for _, header := range [][]string{
+		nil,
+		{"Sec-Fetch-Site", "same-origin", "Origin", e.srv.URL},
+		{"Origin", e.srv.URL},
+		{"Sec-Fetch-Site", "none"},
+		{"Sec-Fetch-Site", "cross-site", "Origin", "https://ui.example.com"},
+	} {
+		if resp, body := send(pause, header...); resp.StatusCode != http.StatusOK {
+			t.Errorf("%q: %d %s", header, resp.StatusCode, body)
+		}
+	}
+	if resp, body := send(op{"GET", "/v1/queues/default", "", ""}, "Sec-Fetch-Site", "cross-site",
+		"Origin", "http://evil.example"); resp.StatusCode != http.StatusOK {
+		t.Errorf("cross-site GET: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestCrossOriginBadTrustedOrigin(t *testing.T) {
+	if _, err := handlers.CrossOrigin(zerolog.Nop(), "ui.example.com/path"); err == nil {
+		t.Error("a trusted origin that is not an origin was accepted")
 	}
 }

@@ -64,6 +64,11 @@ type Config struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered after its
 	// job was accepted (default 24h).
 	IdempotencyTTL time.Duration
+	// TrustedOrigins are origins ("https://ui.example.com") whose browser
+	// pages may send the API's POST and DELETE; other cross-origin browser
+	// requests are refused (CrossOrigin). Default none: same-origin pages and
+	// clients that are not browsers only.
+	TrustedOrigins []string
 	// SyncMaxBacklog is how many runnable jobs per live worker slot may wait
 	// ahead of a synchronous job before it is refused with 417 (default 10).
 	SyncMaxBacklog int
@@ -113,23 +118,25 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	if err != nil {
 		return nil, err
 	}
+	crossOrigin, err := CrossOrigin(cfg.Logger, cfg.TrustedOrigins...)
+	if err != nil {
+		return nil, err
+	}
 	a := &API{cfg: cfg, q: q, status: st, catalog: cat, log: cfg.Logger}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, a.requestLog, recoverer(cfg.Logger))
+	// GetHead answers HEAD on every GET route with the GET handler (net/http
+	// drops the body), as RFC 9110 §9.1 asks of a general-purpose server.
+	r.Use(middleware.RequestID, a.requestLog, recoverer(cfg.Logger), middleware.GetHead)
 	if cfg.Metrics != nil {
 		r.Use(cfg.Metrics.Middleware)
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
 	}
-	r.NotFound(handle(a.log, func(http.ResponseWriter, *http.Request) error {
-		return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no such resource")
-	}))
-	r.MethodNotAllowed(handle(a.log, func(http.ResponseWriter, *http.Request) error {
-		return api.NewProblem(api.TypeMethod, http.StatusMethodNotAllowed, "Method not allowed", "")
-	}))
-	a.Mount(r.With(val.Middleware))
+	r.NotFound(handle(a.log, func(http.ResponseWriter, *http.Request) error { return notFound() }))
+	r.MethodNotAllowed(handle(a.log, methodNotAllowed))
+	// Cross-origin browser requests are refused before the body is read.
+	a.Mount(r.With(crossOrigin, val.Middleware))
 	r.Get("/openapi.yaml", a.openAPI)
-	r.Get("/healthz", a.healthz)
-	r.Get("/readyz", a.readyz)
+	a.health(r)
 	// The dashboard and the docs page answer people, outside the OpenAPI
 	// validator; they read the same queue and status store in-process.
 	dash, err := web.New(dashboard{a}, cfg.Logger)
@@ -145,17 +152,27 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 func Ops(cfg Config) http.Handler {
 	a := &API{cfg: cfg, log: cfg.Logger}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, recoverer(cfg.Logger))
+	r.Use(middleware.RequestID, recoverer(cfg.Logger), middleware.GetHead)
+	r.MethodNotAllowed(handle(a.log, methodNotAllowed))
 	if cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
 	}
-	r.Get("/healthz", a.healthz)
-	r.Get("/readyz", a.readyz)
+	a.health(r)
 	return r
 }
 
+// health adds /healthz and /readyz. Their HEAD routes are explicit (and
+// documented as operations), as load balancers probe with HEAD; GetHead
+// would answer them anyway.
+func (a *API) health(r chi.Router) {
+	r.Get("/healthz", a.healthz)
+	r.Head("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+	r.Head("/readyz", a.readyz)
+}
+
 // Mount adds the /v1 routes to r. Go teams that embed Offload call it on their
-// own chi router (behind their own middleware and api.Validator).
+// own chi router (behind their own middleware, CrossOrigin and api.Validator).
 func (a *API) Mount(r chi.Router) {
 	h := func(fn handlerFunc) http.HandlerFunc { return handle(a.log, fn) }
 	r.Post("/v1/jobs", h(a.submit))

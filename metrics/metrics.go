@@ -122,23 +122,61 @@ func (m *Metrics) Finished(kind, queue, outcome string, d time.Duration) {
 }
 
 // Middleware records HTTP requests by chi route pattern (never the raw path,
-// which would make a series per job id).
+// which would make a series per job id) and by method, among the methods the
+// API knows or "other" (a client may invent any number of methods).
 func (m *Metrics) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		next.ServeHTTP(ww, r)
-		route := "unmatched"
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			route = rc.RoutePattern()
-		}
 		status := ww.Status()
 		if status == 0 {
 			status = http.StatusOK
 		}
-		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
-		m.reqTime.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+		route, method := routeLabel(r, status), methodLabel(r.Method)
+		m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+		m.reqTime.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 	})
+}
+
+// methodLabel bounds the method label: the methods the API knows, or "other".
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return method
+	}
+	return "other"
+}
+
+// routeMethods are the methods a 405's path is looked up with, to find its
+// route pattern.
+var routeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodHead, http.MethodOptions}
+
+// routeLabel is the route pattern r matched, "unmatched" for none. A 405
+// matched no route with its method: its path is looked up with the others,
+// so that it is labelled with the pattern of the resource it reached.
+func routeLabel(r *http.Request, status int) string {
+	rc := chi.RouteContext(r.Context())
+	if rc == nil {
+		return "unmatched"
+	}
+	if p := rc.RoutePattern(); p != "" {
+		return p
+	}
+	if status == http.StatusMethodNotAllowed && rc.Routes != nil {
+		path := r.URL.RawPath
+		if path == "" {
+			path = r.URL.Path
+		}
+		for _, method := range routeMethods {
+			if p := rc.Routes.Find(chi.NewRouteContext(), method, path); p != "" {
+				return p
+			}
+		}
+	}
+	return "unmatched"
 }
 
 // depthCollector reads queue depths from Redis when scraped.

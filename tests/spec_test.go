@@ -3,6 +3,8 @@ package tests
 import (
 	"net/http"
 	"testing"
+
+	"github.com/offload-dev/offload/api"
 )
 
 // TestResponsesAreValidated proves that the response validation every test
@@ -64,4 +66,67 @@ func TestResponsesAreValidated(t *testing.T) {
 	for _, path := range []string{"/healthz", "/readyz", "/openapi.yaml"} {
 		expectStatus(t, s.get(t, path), http.StatusOK)
 	}
+}
+
+// TestHead checks that HEAD answers like GET: the probes' documented HEAD
+// operations through do, and an API resource, whose HEAD the document
+// describes only as its GET without the body.
+func TestHead(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp := s.request(t, http.MethodHead, path, nil)
+		expectStatus(t, resp, http.StatusOK)
+		if b := body(resp); len(b) != 0 {
+			t.Errorf("HEAD %s: body %q", path, b)
+		}
+	}
+	// Scheduled an hour ahead, so that its document does not change between the two.
+	job := s.submit(t, map[string]any{"kind": "sleep", "args": map[string]any{}, "delay": 3600})
+	get := s.get(t, "/v1/jobs/"+job.ID)
+	req, err := http.NewRequest(http.MethodHead, s.URL+"/v1/jobs/"+job.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != get.StatusCode {
+		t.Fatalf("HEAD %d, GET %d", head.StatusCode, get.StatusCode)
+	}
+	for _, h := range []string{"Content-Type", "ETag", "Cache-Control", "Retry-After"} {
+		if head.Header.Get(h) != get.Header.Get(h) {
+			t.Errorf("%s: HEAD %q, GET %q", h, head.Header.Get(h), get.Header.Get(h))
+		}
+	}
+}
+
+// TestCrossOrigin checks that a browser page of another origin cannot pause
+// a queue or submit a job (a documented 403 problem, nothing done), while a
+// trusted origin (TRUSTED_ORIGINS) and a client that is not a browser can.
+func TestCrossOrigin(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"TRUSTED_ORIGINS": "https://ui.example.com"})
+	for _, hdr := range [][]string{
+		{"Origin", "http://evil.example", "Content-Type", "text/plain"},
+		{"Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example"},
+	} {
+		p := expectProblem(t, s.request(t, http.MethodPost, "/v1/queues/default/pause", nil, hdr...), http.StatusForbidden)
+		if p.Type != api.TypeCrossOrigin {
+			t.Errorf("problem type %q", p.Type)
+		}
+		expectProblem(t, s.request(t, http.MethodPost, "/v1/jobs",
+			[]byte(`{"kind":"sleep","args":{}}`), append(hdr, "Content-Type", "application/json")...), http.StatusForbidden)
+	}
+	if q := decode[api.Queue](t, s.get(t, "/v1/queues/default")); q.Paused {
+		t.Error("a refused request paused the queue")
+	}
+	if l := decode[api.JobList](t, s.get(t, "/v1/jobs")); len(l.Jobs) != 0 {
+		t.Errorf("a refused request submitted %d jobs", len(l.Jobs))
+	}
+	expectStatus(t, s.request(t, http.MethodPost, "/v1/queues/default/pause", nil,
+		"Sec-Fetch-Site", "cross-site", "Origin", "https://ui.example.com"), http.StatusOK)
+	expectStatus(t, s.post(t, "/v1/queues/default/resume"), http.StatusOK)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -70,6 +71,11 @@ type Config struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered after its
 	// job was accepted (IDEMPOTENCY_TTL, -idempotency-ttl). Default 24h.
 	IdempotencyTTL time.Duration
+	// TrustedOrigins are origins, "scheme://host[:port],...", whose browser
+	// pages may send the API's POST and DELETE (TRUSTED_ORIGINS,
+	// -trusted-origins): a UI served from another origin. Default empty:
+	// cross-origin browser requests to them answer 403.
+	TrustedOrigins string
 	// TLSCert and TLSKey are PEM files; when both are set the API serves
 	// HTTPS with HTTP/2 by ALPN (TLS_CERT, TLS_KEY, -tls-cert, -tls-key).
 	// Default empty: plain HTTP/1.1 and h2c.
@@ -80,7 +86,8 @@ type Config struct {
 	LogFormat string
 
 	queues   []workers.QueueWeight
-	prefetch int // PoolConfig.Prefetch: 0 auto, negative none
+	origins  []string // TrustedOrigins, split
+	prefetch int      // PoolConfig.Prefetch: 0 auto, negative none
 }
 
 // parseConfig reads the environment, then the flags.
@@ -139,6 +146,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, bool, error
 	dur(&c.SyncWaitMax, "sync-wait-max", "SYNC_WAIT_MAX", 30*time.Second, "longest synchronous wait (Expect: 200-ok, Prefer: wait)")
 	num(&c.SyncMaxBacklog, "sync-max-backlog", "SYNC_MAX_BACKLOG", 10, "runnable jobs per live worker slot a synchronous job may wait behind")
 	dur(&c.IdempotencyTTL, "idempotency-ttl", "IDEMPOTENCY_TTL", 24*time.Hour, "how long an Idempotency-Key is remembered")
+	str(&c.TrustedOrigins, "trusted-origins", "TRUSTED_ORIGINS", "", "origins (scheme://host[:port],...) whose browser pages may POST and DELETE on the API")
 	str(&c.TLSCert, "tls-cert", "TLS_CERT", "", "TLS certificate PEM file (with TLS_KEY: serve HTTPS and HTTP/2)")
 	str(&c.TLSKey, "tls-key", "TLS_KEY", "", "TLS private key PEM file")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
@@ -224,6 +232,16 @@ func (c *Config) validate() error {
 		}
 		seen[name] = true
 		c.queues = append(c.queues, workers.QueueWeight{Name: name, Weight: weight})
+	}
+	c.origins = nil
+	for _, o := range strings.Split(c.TrustedOrigins, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		if err := http.NewCrossOriginProtection().AddTrustedOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("TRUSTED_ORIGINS: %w", err))
+		}
+		c.origins = append(c.origins, o)
 	}
 	if c.RedisURL != "" {
 		if _, err := url.Parse(c.RedisURL); err != nil {

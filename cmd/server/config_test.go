@@ -83,6 +83,7 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		{"TLS_CERT", "cert.pem", "TLS_CERT and TLS_KEY"},
 		{"LOG_FORMAT", "xml", "LOG_FORMAT"},
 		{"REDIS_URL", "redis://h:6379/%zz", "REDIS_URL"},
+		{"TRUSTED_ORIGINS", "https://ui.example.com,ui.example.com/x", "TRUSTED_ORIGINS"},
 	}
 	for _, tc := range cases {
 		_, _, err := parseConfig(nil, env(map[string]string{tc.name: tc.value}))

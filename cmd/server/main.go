@@ -76,7 +76,8 @@ func run(cfg Config, log zerolog.Logger) error {
 		Int64("body_limit", cfg.BodyLimit).Dur("retention", cfg.Retention).Dur("tombstone", cfg.Tombstone).
 		Dur("lease", cfg.Lease).Dur("shutdown_grace", cfg.ShutdownGrace).Dur("max_run_slice", cfg.MaxRunSlice).
 		Dur("sync_wait_max", cfg.SyncWaitMax).Int("sync_max_backlog", cfg.SyncMaxBacklog).
-		Dur("idempotency_ttl", cfg.IdempotencyTTL).Bool("tls", cfg.TLSCert != "").Str("log_level", cfg.LogLevel).
+		Dur("idempotency_ttl", cfg.IdempotencyTTL).Strs("trusted_origins", cfg.origins).
+		Bool("tls", cfg.TLSCert != "").Str("log_level", cfg.LogLevel).
 		Str("log_format", cfg.LogFormat).Msg("offload starting")
 
 	q := queue.New(rdb, queue.Options{Lease: cfg.Lease, Retention: cfg.Retention, Tombstone: cfg.Tombstone})
@@ -150,6 +151,7 @@ func run(cfg Config, log zerolog.Logger) error {
 		}
 		h, err = handlers.New(handlers.Config{BodyLimit: cfg.BodyLimit, Logger: log, Ready: ready,
 			Waiter: waiter, Metrics: mx, SyncWaitMax: cfg.SyncWaitMax, SyncMaxBacklog: cfg.SyncMaxBacklog,
+			TrustedOrigins: cfg.origins,
 			IdempotencyTTL: cfg.IdempotencyTTL, Handoff: handoff},
 			q, statusstore.New(rdb), reg)
 		if err != nil {
