@@ -28,11 +28,7 @@ func idempotencyKey(r *http.Request) (string, error) {
 		return "", nil
 	}
 	k := strings.TrimSuffix(strings.TrimPrefix(raw, `"`), `"`)
-	ok := len(k) > 0 && len(k) <= 255
-	for i := 0; ok && i < len(k); i++ {
-		ok = k[i] > 0x20 && k[i] < 0x7f
-	}
-	if !ok {
+	if !visibleASCII(k, 255) {
 		p := api.NewProblem(api.TypeValidation, http.StatusBadRequest, "Invalid Idempotency-Key",
 			"the key must be 1 to 255 printable ASCII characters without spaces")
 		p.Errors = []api.FieldError{{Field: idempotencyHeader, Message: "1 to 255 printable ASCII characters"}}

@@ -126,7 +126,7 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	r := chi.NewRouter()
 	// GetHead answers HEAD on every GET route with the GET handler (net/http
 	// drops the body), as RFC 9110 §9.1 asks of a general-purpose server.
-	r.Use(middleware.RequestID, a.requestLog, recoverer(cfg.Logger), middleware.GetHead)
+	r.Use(requestID, a.requestLog, recoverer(cfg.Logger), middleware.GetHead)
 	if cfg.Metrics != nil {
 		r.Use(cfg.Metrics.Middleware)
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
@@ -152,7 +152,7 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 func Ops(cfg Config) http.Handler {
 	a := &API{cfg: cfg, log: cfg.Logger}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, recoverer(cfg.Logger), middleware.GetHead)
+	r.Use(requestID, recoverer(cfg.Logger), middleware.GetHead)
 	r.MethodNotAllowed(handle(a.log, methodNotAllowed))
 	if cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
