@@ -66,9 +66,22 @@ func setupWith(t *testing.T, edit func(*handlers.Config)) *env {
 
 func (e *env) do(t *testing.T, method, path, ctype, body string) (*http.Response, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
+	if ctype == "" {
+		return request(t, method, e.srv.URL+path, body)
+	}
+	return request(t, method, e.srv.URL+path, body, "Content-Type", ctype)
+}
+
+// request sends method url with body and headers ("Name", "value", ...),
+// following no redirect, and returns the answer with its body read.
+func request(t *testing.T, method, url, body string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
@@ -84,18 +97,7 @@ func (e *env) do(t *testing.T, method, path, ctype, body string) (*http.Response
 // "value", ...), following no redirect.
 func (e *env) doHeader(t *testing.T, method, path string, header ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, e.srv.URL+path, nil)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	return request(t, method, e.srv.URL+path, "", header...)
 }
 
 // TestRoutesMatchOpenAPI fails when the router serves a route the document
@@ -504,21 +506,12 @@ func TestCrossOrigin(t *testing.T) {
 	}
 	send := func(o op, header ...string) (*http.Response, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(o.method, e.srv.URL+o.path, strings.NewReader(o.body))
 		if o.ctype != "" {
-			req.Header.Set("Content-Type", o.ctype)
+			header = append([]string{"Content-Type", o.ctype}, header...)
 		}
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, b
+		return request(t, o.method, e.srv.URL+o.path, o.body, header...)
 	}
+
 	for _, tc := range []struct {
 		name   string
 		header []string

@@ -3,7 +3,6 @@ package handlers_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,18 +20,11 @@ import (
 
 func postWithKey(t *testing.T, url, key, body string) (*http.Response, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", url+"/v1/jobs", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	header := []string{"Content-Type", "application/json"}
 	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
+		header = append(header, "Idempotency-Key", key)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	return request(t, http.MethodPost, url+"/v1/jobs", body, header...)
 }
 
 func TestIdempotencyKey(t *testing.T) {
