@@ -130,8 +130,11 @@ func (v *Validator) check(w http.ResponseWriter, r *http.Request, route *routers
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		if len(body) > 0 || rb.Value.Required {
-			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-			if err != nil || rb.Value.Content.Get(mt) == nil {
+			mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			// JSON is UTF-8 (RFC 8259 §8.1): a body declared in another
+			// charset would be read as what it is not.
+			cs, hasCharset := params["charset"]
+			if err != nil || rb.Value.Content.Get(mt) == nil || hasCharset && !strings.EqualFold(cs, "utf-8") {
 				p := NewProblem(TypeMediaType, http.StatusUnsupportedMediaType, "Unsupported media type",
 					fmt.Sprintf("Content-Type %q is not accepted; send application/json", r.Header.Get("Content-Type")))
 				p.Errors = []FieldError{{Field: "Content-Type", Message: "must be application/json"}}

@@ -33,6 +33,7 @@ func badInputs(t *testing.T) []badInput {
 		{"trailing garbage", "POST", "/v1/jobs", j, `{"kind":"sleep","args":{"ms":1}} xyz`, 400, nil},
 		{"wrong media type", "POST", "/v1/jobs", "text/plain", `{"kind":"sleep","args":{"ms":1}}`, 415, []string{"Content-Type"}},
 		{"form media type", "POST", "/v1/jobs", "application/x-www-form-urlencoded", `kind=sleep`, 415, []string{"Content-Type"}},
+		{"latin-1 charset", "POST", "/v1/jobs", j + "; charset=iso-8859-1", `{"kind":"sleep","args":{"ms":1}}`, 415, []string{"Content-Type"}},
 		{"no media type", "POST", "/v1/jobs", "", `{"kind":"sleep","args":{"ms":1}}`, 415, nil},
 		{"unknown kind", "POST", "/v1/jobs", j, `{"kind":"resize","args":{}}`, 422, []string{"/kind"}},
 		{"missing kind", "POST", "/v1/jobs", j, `{"args":{}}`, 422, []string{"/kind"}},
@@ -99,6 +100,13 @@ func TestBadInput(t *testing.T) {
 			expectProblem(t, sendBad(t, s, b), b.status, b.fields...)
 		})
 	}
+
+	// The one charset JSON has is accepted when it is named.
+	t.Run("utf-8 charset", func(t *testing.T) {
+		resp := s.request(t, http.MethodPost, "/v1/jobs", []byte(`{"kind":"sleep","args":{"ms":1}}`),
+			"Content-Type", "application/json; charset=UTF-8")
+		expectStatus(t, resp, http.StatusAccepted)
+	})
 
 	// A compressed body is refused as such (RFC 9110 §15.5.16), not as
 	// malformed JSON, and the answer says which coding is taken.
