@@ -38,6 +38,27 @@ func IntegralNumbers(doc []byte) ([]byte, bool, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), true, nil
 }
 
+// DecodeIntegral runs decode, which decodes a JSON document into a Go value,
+// on doc; when the Go value refuses a number that IntegralNumbers can
+// rewrite, it runs decode again on the rewritten document. It returns the
+// document that decode took (doc, or its rewrite, to store in its place),
+// or decode's error.
+func DecodeIntegral(doc []byte, decode func([]byte) error) ([]byte, error) {
+	err := decode(doc)
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) || !strings.HasPrefix(te.Value, "number") {
+		return doc, err
+	}
+	fixed, changed, ferr := IntegralNumbers(doc)
+	if ferr != nil || !changed {
+		return doc, err
+	}
+	if err := decode(fixed); err != nil {
+		return doc, err
+	}
+	return fixed, nil
+}
+
 func integral(v any) (any, bool) {
 	switch x := v.(type) {
 	case json.Number:

@@ -28,10 +28,17 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	// Behind the validator the body is known to be one JSON value that
 	// matches the schema, and its generic decoding is at hand for the kind's
 	// schema; without it (a router mounted otherwise), it is checked here.
-	body, _ := api.ValidatedBody(r)
+	body, validated := api.ValidatedBody(r)
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
 		return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Unreadable request body", err.Error())
+	}
+	if !validated {
+		// The validator refuses a body that is not UTF-8 (encoding/json
+		// would take it, turning each bad byte into U+FFFD).
+		if p := api.NotUTF8(raw); p != nil {
+			return p
+		}
 	}
 	if err := decodeRequest(raw, &req); err != nil {
 		return err
@@ -192,22 +199,16 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
 	return a.answerSync(w, r, neg, job, finished)
 }
 
-// decodeRequest decodes the body of POST /v1/jobs into req (refusing
-// trailing data, for a router mounted without the validator). A number the
-// schema counts as an integer but written with a fraction or an exponent
-// (priority 9.0) is decoded as the integer it is.
+// decodeRequest decodes the body of POST /v1/jobs into req (json.Unmarshal
+// refuses trailing data, for a router mounted without the validator). A
+// number the schema counts as an integer but written with a fraction or an
+// exponent (priority 9.0) is decoded as the integer it is.
 func decodeRequest(raw []byte, req *api.JobRequest) error {
-	if p := api.NotUTF8(raw); p != nil {
-		return p
-	}
-	err := json.Unmarshal(raw, req)
+	_, err := api.DecodeIntegral(raw, func(doc []byte) error {
+		*req = api.JobRequest{}
+		return json.Unmarshal(doc, req)
+	})
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && strings.HasPrefix(te.Value, "number") {
-		if fixed, changed, ferr := api.IntegralNumbers(raw); ferr == nil && changed {
-			*req = api.JobRequest{}
-			err = json.Unmarshal(fixed, req)
-		}
-	}
 	if errors.As(err, &te) {
 		return api.ValidationProblem("the request does not match the schema", api.DecodeProblem(te, ""))
 	}

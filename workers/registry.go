@@ -280,26 +280,18 @@ func (r *Registry) ValidateValue(name string, v any) []api.FieldError {
 // refuses; such arguments answer a field error here instead of failing the
 // job at its first attempt. Numbers that JSON Schema counts as integers but
 // that are written with a fraction or an exponent (9.0, 1e3) are rewritten
-// as integer literals (api.IntegralNumbers), so that they decode into Go
+// as integer literals (api.DecodeIntegral), so that they decode into Go
 // integer fields.
 func (r *Registry) DecodeArgs(name string, args json.RawMessage) (json.RawMessage, []api.FieldError) {
 	e := r.get(name)
 	if e == nil {
 		return args, []api.FieldError{{Field: "/kind", Message: fmt.Sprintf("unknown kind %q", name)}}
 	}
-	err := e.decode(args)
-	if err == nil {
-		return args, nil
+	stored, err := api.DecodeIntegral(args, e.decode)
+	if err != nil {
+		return args, []api.FieldError{api.DecodeProblem(err, "/args")}
 	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && strings.HasPrefix(te.Value, "number") {
-		if fixed, changed, ferr := api.IntegralNumbers(args); ferr == nil && changed {
-			if err = e.decode(fixed); err == nil {
-				return fixed, nil
-			}
-		}
-	}
-	return args, []api.FieldError{api.DecodeProblem(err, "/args")}
+	return stored, nil
 }
 
 // base64Format checks "format": "byte" strings as encoding/json decodes them
