@@ -134,7 +134,7 @@ if not st then return 0 end
 if (redis.call('HGET', job, 'okey') or '') ~= ARGV[5] then return 4 end
 if st ~= 'failed' and st ~= 'canceled' then return 3 end
 redis.call('ZREM', KEYS[9], id)
-redis.call('HDEL', job, 'finished', 'expires', 'error', 'result', 'cancel', 'run_at')
+redis.call('HDEL', job, 'finished', 'expires', 'error', 'result', 'cancel', 'run_at', 'started', 'msg')
 redis.call('HSET', job, 'attempt', 0, 'pct', 0)
 setstate(job, id, 'queued', now)
 if not gate(job, id, ARGV[5], KEYS[12], KEYS[13]) then return 1 end

@@ -1013,7 +1013,11 @@ func testCancelConflicts(t *testing.T, e *env) {
 func testRetry(t *testing.T, e *env) {
 	const q = "again"
 	failed := e.enqueue(queue.NewJob{Queue: q, Kind: "k", MaxAttempts: 1}).ID
-	e.fail(e.fetchOne(q, failed), queue.FailRetry, e.clock.Now(), "only attempt")
+	d := e.fetchOne(q, failed)
+	if err := e.q.Progress(e.ctx, d, 40, "half way", []byte("cursor")); err != nil {
+		t.Fatal(err)
+	}
+	e.fail(d, queue.FailRetry, e.clock.Now(), "only attempt")
 	e.wantState(q, failed, "failed")
 	canceled := e.enqueue(queue.NewJob{Queue: q, Kind: "k"}).ID
 	if _, err := e.q.Cancel(e.ctx, canceled); err != nil {
@@ -1026,8 +1030,10 @@ func testRetry(t *testing.T, e *env) {
 		t.Fatalf("Retry(failed): %v", err)
 	}
 	wake.expect(q)
+	// What described the last run goes (a queued job has not started);
+	// the checkpoint stays, so that the run resumes from it.
 	e.wantFields(q, failed, map[string]string{"state": "queued", "attempt": "0", "finished": "",
-		"expires": "", "error": "", "cancel": ""})
+		"expires": "", "error": "", "cancel": "", "started": "", "msg": "", "pct": "0", "ckpt": "cursor"})
 	e.wantState(q, failed, "queued")
 	e.wantNotIn(queue.ExpiringKey(q), failed)
 	if errs := e.attemptErrors(q, failed); len(errs) != 1 {
