@@ -175,6 +175,12 @@ type KindInfo struct {
 	MaxAttempts int
 	Timeout     time.Duration
 	// Target is the collection of the resource the kind creates ("images"),
-	// empty when it creates none.
+	// empty when it creates none. It is one of TargetCollections.
 	Target string
 }
+
+// TargetCollections are the collections under which the API serves the
+// resources jobs create, at /v1/{collection}/{job id}: "images" for any
+// binary body, "reports" for JSON documents. Each is a route of
+// openapi.yaml; a kind names one of them as its Target.
+var TargetCollections = []string{"images", "reports"}

@@ -17,7 +17,7 @@ import (
 // dashboard is the web.Source of the dashboard: the queue and status store
 // the JSON API uses, called in-process. Its errors are the problems the JSON
 // API would answer (wrapping the cause, for the dashboard's log).
-type dashboard struct{ a *API }
+type dashboard struct{ a *service }
 
 var _ web.Source = dashboard{}
 

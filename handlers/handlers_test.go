@@ -580,3 +580,26 @@ func TestCrossOriginBadTrustedOrigin(t *testing.T) {
 		t.Error("a trusted origin that is not an origin was accepted")
 	}
 }
+
+// TestNoDashboard: an embedding program can leave the dashboard out and keep
+// the API, the contract and health.
+func TestNoDashboard(t *testing.T) {
+	e := setupWith(t, func(c *handlers.Config) { c.NoDashboard = true })
+	for _, path := range []string{"/", "/ui/jobs", "/docs", "/static/app.css"} {
+		if resp, _ := e.do(t, http.MethodGet, path, "", ""); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s = %d with NoDashboard, want 404", path, resp.StatusCode)
+		}
+	}
+	for _, path := range []string{"/v1/queues", "/openapi.yaml", "/healthz", "/readyz"} {
+		if resp, _ := e.do(t, http.MethodGet, path, "", ""); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s = %d with NoDashboard, want 200", path, resp.StatusCode)
+		}
+	}
+	// Without the option the same paths answer.
+	e = setup(t)
+	for _, path := range []string{"/ui/jobs", "/docs"} {
+		if resp, _ := e.do(t, http.MethodGet, path, "", ""); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s = %d, want 200", path, resp.StatusCode)
+		}
+	}
+}

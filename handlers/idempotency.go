@@ -60,7 +60,7 @@ func fingerprint(req api.JobRequest) string {
 // replay answers a request whose key another request already used: the same
 // job and Location as the first answer, or a problem when the body differs or
 // the first request is still being admitted.
-func (a *API) replay(w http.ResponseWriter, r *http.Request, c statusstore.Claim, fp string) error {
+func (a *service) replay(w http.ResponseWriter, r *http.Request, c statusstore.Claim, fp string) error {
 	if c.Fingerprint != fp {
 		p := api.ValidationProblem("this Idempotency-Key was used with another request body",
 			api.FieldError{Field: idempotencyHeader, Message: "already used for a different request"})

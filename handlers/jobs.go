@@ -23,7 +23,7 @@ import (
 
 // submit handles POST /v1/jobs: it validates the kind's arguments, enqueues
 // the job and answers 202 with its status resource.
-func (a *API) submit(w http.ResponseWriter, r *http.Request) error {
+func (a *service) submit(w http.ResponseWriter, r *http.Request) error {
 	var req api.JobRequest
 	// Behind the validator the body is known to be one JSON value that
 	// matches the schema, and its generic decoding is at hand for the kind's
@@ -223,7 +223,7 @@ func decodeRequest(raw []byte, req *api.JobRequest) error {
 // (queue.Handoff, which also declines ordered and scheduled jobs): the wait
 // is then one round trip to store it and one to record its outcome. ok is
 // false, with nothing stored, when the job must go through its queue instead.
-func (a *API) handoff(ctx context.Context, nj queue.NewJob, waiting bool) (queue.Enqueued, bool, error) {
+func (a *service) handoff(ctx context.Context, nj queue.NewJob, waiting bool) (queue.Enqueued, bool, error) {
 	if !waiting || a.cfg.Handoff == nil {
 		return queue.Enqueued{}, false, nil
 	}
@@ -251,7 +251,7 @@ func (a *API) handoff(ctx context.Context, nj queue.NewJob, waiting bool) (queue
 }
 
 // accepted answers 202 with job's status resource.
-func (a *API) accepted(w http.ResponseWriter, job api.Job) error {
+func (a *service) accepted(w http.ResponseWriter, job api.Job) error {
 	h := w.Header()
 	h.Set("Location", job.Links.Self)
 	h.Set("Content-Location", job.Links.Self)
@@ -262,7 +262,7 @@ func (a *API) accepted(w http.ResponseWriter, job api.Job) error {
 }
 
 // get handles GET /v1/jobs/{id}: the status resource.
-func (a *API) get(w http.ResponseWriter, r *http.Request) error {
+func (a *service) get(w http.ResponseWriter, r *http.Request) error {
 	job, err := a.status.Get(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
 		return err
@@ -319,7 +319,7 @@ func notModified(w http.ResponseWriter, r *http.Request, body []byte) bool {
 }
 
 // cancel handles DELETE /v1/jobs/{id}.
-func (a *API) cancel(w http.ResponseWriter, r *http.Request) error {
+func (a *service) cancel(w http.ResponseWriter, r *http.Request) error {
 	id := chi.URLParam(r, "id")
 	res, err := a.q.Cancel(r.Context(), id)
 	if err != nil {
@@ -353,7 +353,7 @@ func (a *API) cancel(w http.ResponseWriter, r *http.Request) error {
 }
 
 // retry handles POST /v1/jobs/{id}/retry.
-func (a *API) retry(w http.ResponseWriter, r *http.Request) error {
+func (a *service) retry(w http.ResponseWriter, r *http.Request) error {
 	id := chi.URLParam(r, "id")
 	if err := a.q.Retry(r.Context(), id); err != nil {
 		if err == queue.ErrConflict {
@@ -377,7 +377,7 @@ func (a *API) retry(w http.ResponseWriter, r *http.Request) error {
 }
 
 // list handles GET /v1/jobs.
-func (a *API) list(w http.ResponseWriter, r *http.Request) error {
+func (a *service) list(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := statusstore.Filter{State: q.Get("state"), Queue: q.Get("queue"), Kind: q.Get("kind"), Cursor: q.Get("cursor")}
 	if l := q.Get("limit"); l != "" {

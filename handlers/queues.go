@@ -12,7 +12,7 @@ import (
 )
 
 // queues handles GET /v1/queues.
-func (a *API) queues(w http.ResponseWriter, r *http.Request) error {
+func (a *service) queues(w http.ResponseWriter, r *http.Request) error {
 	names, err := a.q.Names(r.Context())
 	if err != nil {
 		return err
@@ -31,7 +31,7 @@ func (a *API) queues(w http.ResponseWriter, r *http.Request) error {
 }
 
 // queue handles GET /v1/queues/{name}.
-func (a *API) queue(w http.ResponseWriter, r *http.Request) error {
+func (a *service) queue(w http.ResponseWriter, r *http.Request) error {
 	name := chi.URLParam(r, "name")
 	names, err := a.q.Names(r.Context())
 	if err != nil {
@@ -53,7 +53,7 @@ func (a *API) queue(w http.ResponseWriter, r *http.Request) error {
 }
 
 // pause handles POST /v1/queues/{name}/pause and /resume.
-func (a *API) pause(paused bool) handlerFunc {
+func (a *service) pause(paused bool) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		name := chi.URLParam(r, "name")
 		if !queue.ValidQueueName(name) {
@@ -80,7 +80,7 @@ func wireQueue(s queue.Stats, tp []api.Throughput) api.Queue {
 }
 
 // workers handles GET /v1/workers: the live worker processes.
-func (a *API) workers(w http.ResponseWriter, r *http.Request) error {
+func (a *service) workers(w http.ResponseWriter, r *http.Request) error {
 	ws, err := a.q.Workers(r.Context())
 	if err != nil {
 		return err

@@ -53,8 +53,8 @@ type Config struct {
 	// Ready reports whether the service can take work (Redis reachable).
 	Ready func(ctx context.Context) error
 	// Waiter delivers job completions to synchronous requests (Expect,
-	// Prefer: wait). Nil answers every request asynchronously... and refuses
-	// Expect: 200-ok with 417.
+	// Prefer: wait). It must be running (Waiter.Run, then Ready). Nil answers
+	// every request asynchronously, and Expect: 200-ok with 417.
 	Waiter *statusstore.Waiter
 	// SyncWaitMax bounds how long a synchronous request waits (default 30s).
 	SyncWaitMax time.Duration
@@ -72,6 +72,9 @@ type Config struct {
 	// SyncMaxBacklog is how many runnable jobs per live worker slot may wait
 	// ahead of a synchronous job before it is refused with 417 (default 10).
 	SyncMaxBacklog int
+	// NoDashboard leaves out the dashboard (/, /ui/...), its static files
+	// and the docs page (/docs), for programs that serve their own pages.
+	NoDashboard bool
 	// Handoff, when this process also runs workers (ROLE=all), reserves a
 	// free worker slot for a job of the named queue: a synchronous job of
 	// an idle queue is then stored already leased to this process
@@ -82,8 +85,8 @@ type Config struct {
 	Handoff func(queue string) (run func(*queue.Delivery), release func(), ok bool)
 }
 
-// API holds the dependencies of the handlers.
-type API struct {
+// service holds the dependencies of the handlers.
+type service struct {
 	cfg     Config
 	q       *queue.Queue
 	status  *statusstore.Store
@@ -93,7 +96,12 @@ type API struct {
 	capacity capacity
 }
 
-// New returns the HTTP handler of the service.
+// New returns the HTTP handler of the service: the /v1 API, /openapi.yaml,
+// /healthz, /readyz, /metrics (with cfg.Metrics) and the dashboard (unless
+// cfg.NoDashboard). It must be served at the root of its host: the links it
+// answers with (Location, the status document's links) are absolute paths
+// from "/". Serve it through expectconn's listener, or net/http answers
+// Expect: 200-ok with 417 before the handler runs.
 func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.Handler, error) {
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = 1 << 20
@@ -122,7 +130,7 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, q: q, status: st, catalog: cat, log: cfg.Logger}
+	a := &service{cfg: cfg, q: q, status: st, catalog: cat, log: cfg.Logger}
 	r := chi.NewRouter()
 	// GetHead answers HEAD on every GET route with the GET handler (net/http
 	// drops the body), as RFC 9110 §9.1 asks of a general-purpose server.
@@ -134,9 +142,12 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 	r.NotFound(handle(a.log, func(http.ResponseWriter, *http.Request) error { return notFound() }))
 	r.MethodNotAllowed(handle(a.log, methodNotAllowed))
 	// Cross-origin browser requests are refused before the body is read.
-	a.Mount(r.With(crossOrigin, val.Middleware))
+	a.mount(r.With(crossOrigin, val.Middleware))
 	r.Get("/openapi.yaml", a.openAPI)
 	a.health(r)
+	if cfg.NoDashboard {
+		return r, nil
+	}
 	// The dashboard and the docs page answer people, outside the OpenAPI
 	// validator; they read the same queue and status store in-process.
 	dash, err := web.New(dashboard{a}, cfg.Logger)
@@ -150,7 +161,7 @@ func New(cfg Config, q *queue.Queue, st *statusstore.Store, cat Catalog) (http.H
 // Ops returns the handler of a process that serves no API (ROLE=worker):
 // /healthz, /readyz and, with cfg.Metrics, /metrics.
 func Ops(cfg Config) http.Handler {
-	a := &API{cfg: cfg, log: cfg.Logger}
+	a := &service{cfg: cfg, log: cfg.Logger}
 	r := chi.NewRouter()
 	r.Use(requestID, recoverer(cfg.Logger), middleware.GetHead)
 	r.MethodNotAllowed(handle(a.log, methodNotAllowed))
@@ -164,16 +175,15 @@ func Ops(cfg Config) http.Handler {
 // health adds /healthz and /readyz. Their HEAD routes are explicit (and
 // documented as operations), as load balancers probe with HEAD; GetHead
 // would answer them anyway.
-func (a *API) health(r chi.Router) {
+func (a *service) health(r chi.Router) {
 	r.Get("/healthz", a.healthz)
 	r.Head("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
 	r.Head("/readyz", a.readyz)
 }
 
-// Mount adds the /v1 routes to r. Go teams that embed Offload call it on their
-// own chi router (behind their own middleware, CrossOrigin and api.Validator).
-func (a *API) Mount(r chi.Router) {
+// mount adds the /v1 routes to r.
+func (a *service) mount(r chi.Router) {
 	h := func(fn handlerFunc) http.HandlerFunc { return handle(a.log, fn) }
 	r.Post("/v1/jobs", h(a.submit))
 	r.Get("/v1/jobs", h(a.list))
@@ -185,12 +195,13 @@ func (a *API) Mount(r chi.Router) {
 	r.Post("/v1/queues/{name}/pause", h(a.pause(true)))
 	r.Post("/v1/queues/{name}/resume", h(a.pause(false)))
 	r.Get("/v1/workers", h(a.workers))
-	r.Get("/v1/images/{id}", h(a.target("images")))
-	r.Get("/v1/reports/{id}", h(a.target("reports")))
+	for _, c := range api.TargetCollections {
+		r.Get("/v1/"+c+"/{id}", h(a.target(c)))
+	}
 }
 
 // requestLog writes one structured line per request and echoes the request id.
-func (a *API) requestLog(next http.Handler) http.Handler {
+func (a *service) requestLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := middleware.GetReqID(r.Context())

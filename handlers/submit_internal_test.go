@@ -14,7 +14,7 @@ import (
 // submit itself refuses a body that is not UTF-8 or holds trailing data,
 // before it needs anything else.
 func TestSubmitWithoutValidator(t *testing.T) {
-	a := &API{}
+	a := &service{}
 	for body, status := range map[string]int{
 		"{\"kind\":\"sleep\",\"args\":{\"result\":\"\xff\"}}": http.StatusBadRequest,
 		`{"kind":"sleep"} {"kind":"sleep"}`:                   http.StatusBadRequest,

@@ -28,7 +28,7 @@ type negotiation struct {
 
 // negotiate reads Expect (strict: 417 when it cannot be met) and Prefer
 // (lenient, RFC 7240) for a job of kind info. Expect wins over Prefer.
-func (a *API) negotiate(r *http.Request, info api.KindInfo) (negotiation, error) {
+func (a *service) negotiate(r *http.Request, info api.KindInfo) (negotiation, error) {
 	var n negotiation
 	if e := expectation(r); e != "" {
 		switch e {
@@ -98,7 +98,7 @@ func expectationFailed(detail string) *api.Problem {
 // admitSync refuses, before anything is enqueued, a synchronous job that
 // cannot finish in time: no live worker drains its queue, or the backlog ahead
 // of it is over SyncMaxBacklog per unit of live concurrency.
-func (a *API) admitSync(ctx context.Context, name string) error {
+func (a *service) admitSync(ctx context.Context, name string) error {
 	workers, err := a.capacity.of(ctx, a.q, name)
 	if err != nil {
 		return err
@@ -122,7 +122,7 @@ func (a *API) admitSync(ctx context.Context, name string) error {
 
 // answerSync answers a synchronous request once its job is done, or when the
 // wait ran out.
-func (a *API) answerSync(w http.ResponseWriter, r *http.Request, n negotiation, job api.Job, finished bool) error {
+func (a *service) answerSync(w http.ResponseWriter, r *http.Request, n negotiation, job api.Job, finished bool) error {
 	h := w.Header()
 	if !finished {
 		if n.expect != 0 {

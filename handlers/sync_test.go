@@ -13,7 +13,7 @@ import (
 // number too large for a time.Duration, and the wait in effect is reported
 // in Preference-Applied.
 func TestNegotiateWait(t *testing.T) {
-	a := &API{cfg: Config{SyncWaitMax: 30 * time.Second}}
+	a := &service{cfg: Config{SyncWaitMax: 30 * time.Second}}
 	for pref, want := range map[string]struct {
 		wait    time.Duration
 		applied string

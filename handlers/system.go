@@ -13,7 +13,7 @@ import (
 )
 
 // target serves the resources jobs create: GET /v1/{collection}/{id}.
-func (a *API) target(collection string) handlerFunc {
+func (a *service) target(collection string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctype, body, err := a.status.Target(r.Context(), collection, chi.URLParam(r, "id"))
 		if err != nil {
@@ -34,18 +34,18 @@ func (a *API) target(collection string) handlerFunc {
 }
 
 // openAPI serves the embedded contract.
-func (a *API) openAPI(w http.ResponseWriter, _ *http.Request) {
+func (a *service) openAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
 	_, _ = w.Write(offload.OpenAPI)
 }
 
 // healthz answers while the process serves HTTP.
-func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
+func (a *service) healthz(w http.ResponseWriter, _ *http.Request) {
 	_ = writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
 }
 
 // readyz answers 200 when Redis answers, 503 otherwise.
-func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+func (a *service) readyz(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.Ready == nil {
 		_ = writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
 		return

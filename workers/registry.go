@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -121,9 +122,9 @@ type Kind[A any] struct {
 	// permanently, as does a job of a version newer than Version (enqueued by
 	// a newer release). Upgrades must be pure functions of their input.
 	Upgrades map[int]func(args json.RawMessage) (json.RawMessage, error)
-	// Schema is the JSON Schema (OpenAPI 3 dialect) of the arguments. The API
-	// answers 422 naming the field for arguments that fail it, before the job
-	// is enqueued.
+	// Schema is the JSON Schema (OpenAPI 3 dialect) of the arguments;
+	// required ("{}" takes any JSON). The API answers 422 naming the field
+	// for arguments that fail it, before the job is enqueued.
 	Schema string
 	// Queue is where jobs of this kind go unless the request names one
 	// (default "default").
@@ -132,8 +133,10 @@ type Kind[A any] struct {
 	MaxAttempts int
 	// Timeout bounds one attempt unless the request overrides it (default 5m).
 	Timeout time.Duration
-	// Target names the collection of the resource the kind creates ("images");
-	// empty when it creates none.
+	// Target names the collection of the resource the kind creates, one of
+	// api.TargetCollections: "images" serves the body with its own
+	// Content-Type, "reports" is meant for JSON. Empty when it creates none.
+	// The job's status then answers 303 to /v1/{Target}/{job id}.
 	Target string
 	// Handler runs one attempt. Return Permanent(err) for failures that a retry
 	// cannot fix.
@@ -159,12 +162,19 @@ type Registry struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{kinds: map[string]*entry{}} }
 
-// Register adds kind k to r. It fails for a duplicate name, a missing handler,
-// an invalid schema, or Upgrades that do not form a chain from version 1 to
-// Version.
+// Register adds kind k to r. It fails for a duplicate name, a missing handler
+// or schema, an invalid schema, a Target the API does not serve, or
+// Upgrades that do not form a chain from version 1 to Version.
 func Register[A any](r *Registry, k Kind[A]) error {
 	if k.Name == "" || k.Handler == nil {
 		return errors.New("workers: a kind needs a Name and a Handler")
+	}
+	if strings.TrimSpace(k.Schema) == "" {
+		return fmt.Errorf(`workers: kind %s: a Schema is required (the JSON Schema of its arguments; "{}" takes any JSON)`, k.Name)
+	}
+	if k.Target != "" && !slices.Contains(api.TargetCollections, k.Target) {
+		return fmt.Errorf("workers: kind %s: Target %q is not a collection the API serves (%s)",
+			k.Name, k.Target, strings.Join(api.TargetCollections, ", "))
 	}
 	var schema openapi3.Schema
 	if err := json.Unmarshal([]byte(k.Schema), &schema); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -66,6 +67,33 @@ func TestByteFormatIsStandardBase64(t *testing.T) {
 		}
 		if !ok && (len(errs) != 1 || errs[0].Field != "/args/data") {
 			t.Errorf("%q: errors %v, want one naming /args/data", in, errs)
+		}
+	}
+}
+
+func TestRegisterRefuses(t *testing.T) {
+	noop := func(context.Context, *Job, struct{}) (Result, error) { return Result{}, nil }
+	for _, c := range []struct {
+		name string
+		kind Kind[struct{}]
+		want string
+	}{
+		{"no handler", Kind[struct{}]{Name: "k", Schema: `{}`}, "needs a Name and a Handler"},
+		{"no schema", Kind[struct{}]{Name: "k", Handler: noop}, `kind k: a Schema is required`},
+		{"bad schema", Kind[struct{}]{Name: "k", Schema: `{"type": 5}`, Handler: noop}, "kind k: schema"},
+		{"unserved target", Kind[struct{}]{Name: "k", Schema: `{}`, Target: "thumbs", Handler: noop},
+			`Target "thumbs" is not a collection the API serves (images, reports)`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := Register(NewRegistry(), c.kind)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Register = %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+	for _, target := range []string{"", "images", "reports"} {
+		if err := Register(NewRegistry(), Kind[struct{}]{Name: "k", Schema: `{}`, Target: target, Handler: noop}); err != nil {
+			t.Errorf("Register with Target %q: %v", target, err)
 		}
 	}
 }
