@@ -43,8 +43,10 @@ type JobRequest struct {
 	Priority int `json:"priority,omitempty"`
 	// RunAt schedules the job for a time in the future.
 	RunAt *time.Time `json:"run_at,omitempty"`
-	// Delay schedules the job this many seconds from now.
-	Delay float64 `json:"delay,omitempty"`
+	// Delay schedules the job this many seconds from now. A pointer, so
+	// that "delay": 0 counts as given (it cannot be combined with RunAt or
+	// OrderingKey either).
+	Delay *float64 `json:"delay,omitempty"`
 	// MaxAttempts overrides the kind's attempt limit (1..100).
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// Timeout bounds one attempt, in seconds (overrides the kind's).

@@ -196,6 +196,12 @@ func TestBadInput(t *testing.T) {
 		{"bad queue", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"queue":"Bad Queue"}`, 422, "/queue"},
 		{"bad priority", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"priority":99}`, 422, "/priority"},
 		{"run_at and delay", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"delay":5,"run_at":"2030-01-01T00:00:00Z"}`, 422, "/delay"},
+		{"run_at and delay 0", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"delay":0,"run_at":"2030-01-01T00:00:00Z"}`, 422, "/delay"},
+		{"ordering key and delay 0", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"delay":0,"ordering_key":"k"}`, 422, "/ordering_key"},
+		{"leap second", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"run_at":"2026-12-31T23:59:60Z"}`, 422, "/run_at"},
+		{"run_at beyond a year", "POST", "/v1/jobs", "application/json", `{"kind":"sleep","args":{},"run_at":"9999-12-31T23:59:59Z"}`, 422, "/run_at"},
+		{"repeated filter", "GET", "/v1/jobs?state=queued&state=failed", "", "", 400, "state"},
+		{"repeated limit", "GET", "/v1/jobs?limit=5&limit=6", "", "", 400, "limit"},
 		{"bad limit", "GET", "/v1/jobs?limit=0", "", "", 400, "limit"},
 		{"bad state", "GET", "/v1/jobs?state=nope", "", "", 400, "state"},
 		{"bad cursor", "GET", "/v1/jobs?cursor=!!", "", "", 400, "cursor"},
@@ -601,5 +607,23 @@ func TestNoDashboard(t *testing.T) {
 		if resp, _ := e.do(t, http.MethodGet, path, "", ""); resp.StatusCode != http.StatusOK {
 			t.Errorf("GET %s = %d, want 200", path, resp.StatusCode)
 		}
+	}
+}
+
+// TestDocumentedCursorWorks: the next_cursor of listJobs' example is one
+// the API takes, so that "Try it out" in the docs does not answer 400.
+func TestDocumentedCursorWorks(t *testing.T) {
+	spec, err := api.LoadSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := spec.Paths.Find("/v1/jobs").Get.Responses.Status(200).Value.Content.Get("application/json").Examples["page"]
+	cursor, _ := ex.Value.Value.(map[string]any)["next_cursor"].(string)
+	if cursor == "" {
+		t.Fatal("the listJobs example has no next_cursor")
+	}
+	e := setup(t)
+	if resp, body := e.do(t, http.MethodGet, "/v1/jobs?cursor="+cursor, "", ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/jobs?cursor=<documented> = %d: %s", resp.StatusCode, body)
 	}
 }

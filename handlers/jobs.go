@@ -83,7 +83,7 @@ func (a *service) submit(w http.ResponseWriter, r *http.Request) error {
 	if req.OrderingKey != "" {
 		// Submission order and a schedule would conflict: a job scheduled
 		// for later would hold up every later job of its key.
-		if req.RunAt != nil || req.Delay > 0 {
+		if req.RunAt != nil || req.Delay != nil {
 			return api.ValidationProblem("an ordered job cannot be scheduled",
 				api.FieldError{Field: "/ordering_key", Message: "cannot be combined with run_at or delay"})
 		}
@@ -94,13 +94,17 @@ func (a *service) submit(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := a.q.Now()
 	switch {
-	case req.RunAt != nil && req.Delay > 0:
+	case req.RunAt != nil && req.Delay != nil:
 		return api.ValidationProblem("give run_at or delay, not both",
 			api.FieldError{Field: "/delay", Message: "cannot be combined with run_at"})
 	case req.RunAt != nil:
+		if req.RunAt.After(now.Add(maxSchedule)) {
+			return api.ValidationProblem("run_at is too far ahead", api.FieldError{Field: "/run_at",
+				Message: "must be at most one year (31536000 seconds) from now, as delay"})
+		}
 		nj.RunAt = *req.RunAt
-	case req.Delay > 0:
-		nj.RunAt = now.Add(seconds(req.Delay))
+	case req.Delay != nil && *req.Delay > 0:
+		nj.RunAt = now.Add(seconds(*req.Delay))
 	}
 	idemKey, err := idempotencyKey(r)
 	if err != nil {
@@ -141,6 +145,12 @@ func (a *service) submit(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(neg.applied) > 0 {
 		w.Header().Set("Preference-Applied", strings.Join(neg.applied, ", "))
+	}
+	if neg.expect != 0 && nj.RunAt.After(now.Add(neg.wait)) {
+		// Known before anything is enqueued: the job cannot even start
+		// within the wait.
+		return expectationFailed(fmt.Sprintf("the job is scheduled for %s, after the longest synchronous wait (%s); submit it without Expect and poll its status",
+			nj.RunAt.UTC().Format(time.RFC3339), neg.wait))
 	}
 	var done <-chan struct{}
 	if neg.wait > 0 {
@@ -199,6 +209,10 @@ func (a *service) submit(w http.ResponseWriter, r *http.Request) error {
 	return a.answerSync(w, r, neg, job, finished)
 }
 
+// maxSchedule is how far ahead a job may be scheduled: delay's maximum in
+// openapi.yaml, which run_at shares.
+const maxSchedule = 365 * 24 * time.Hour
+
 // decodeRequest decodes the body of POST /v1/jobs into req (json.Unmarshal
 // refuses trailing data, for a router mounted without the validator). A
 // number the schema counts as an integer but written with a fraction or an
@@ -211,6 +225,17 @@ func decodeRequest(raw []byte, req *api.JobRequest) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		return api.ValidationProblem("the request does not match the schema", api.DecodeProblem(te, ""))
+	}
+	// run_at is the request's one time: a date-time the validator's pattern
+	// takes but Go's time cannot hold (a leap second, 23:59:60).
+	var pe *time.ParseError
+	if errors.As(err, &pe) {
+		why := strings.TrimPrefix(pe.Message, ": ")
+		if why == "" {
+			why = pe.Error()
+		}
+		return api.ValidationProblem("run_at is not a time this server can schedule", api.FieldError{Field: "/run_at",
+			Message: "not a date-time this server can represent: " + why + " (a leap second, :60, is not supported)"})
 	}
 	if err != nil {
 		return api.NewProblem(api.TypeMalformed, http.StatusBadRequest, "Malformed JSON", err.Error())
@@ -379,6 +404,17 @@ func (a *service) retry(w http.ResponseWriter, r *http.Request) error {
 // list handles GET /v1/jobs.
 func (a *service) list(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
+	// Each filter takes one value: a repeated one (state=queued&state=failed)
+	// is refused rather than cut to its first value, which a client meaning
+	// "either" would take for the whole answer.
+	for _, name := range []string{"state", "queue", "kind", "cursor", "limit"} {
+		if len(q[name]) > 1 {
+			p := api.NewProblem(api.TypeValidation, http.StatusBadRequest, "Invalid request parameters",
+				fmt.Sprintf("the %s parameter is given %d times; it takes one value", name, len(q[name])))
+			p.Errors = []api.FieldError{{Field: name, Message: "given more than once; give it once (one value)"}}
+			return p
+		}
+	}
 	f := statusstore.Filter{State: q.Get("state"), Queue: q.Get("queue"), Kind: q.Get("kind"), Cursor: q.Get("cursor")}
 	if l := q.Get("limit"); l != "" {
 		f.Limit, _ = strconv.Atoi(l)

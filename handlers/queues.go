@@ -61,6 +61,18 @@ func (a *service) pause(paused bool) handlerFunc {
 			p.Errors = []api.FieldError{{Field: "name", Message: queue.ErrBadQueueName.Error()}}
 			return p
 		}
+		if !paused {
+			// Resuming a name no queue has would create that queue (it
+			// would be listed from then on): a typo answers 404 instead.
+			// Pausing one is allowed, to hold jobs before they arrive.
+			names, err := a.q.Names(r.Context())
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(names, name) {
+				return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no queue named "+name)
+			}
+		}
 		if err := a.q.SetPaused(r.Context(), name, paused); err != nil {
 			return err
 		}

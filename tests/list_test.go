@@ -208,6 +208,14 @@ func TestQueues(t *testing.T) {
 	if q := decode[api.Queue](t, s.get(t, "/v1/queues/parked")); q.Paused {
 		t.Errorf("GET after resume: %+v", q)
 	}
+	// Resuming a name no queue has is a 404, and creates no queue.
+	expectProblem(t, s.post(t, "/v1/queues/neverused/resume"), http.StatusNotFound)
+	expectStatus(t, s.get(t, "/v1/queues/neverused"), http.StatusNotFound)
+	for _, q := range decode[api.QueueList](t, s.get(t, "/v1/queues")).Queues {
+		if q.Name == "neverused" {
+			t.Errorf("resuming an unknown name created queue %+v", q)
+		}
+	}
 	// Pausing a queue nobody used yet is not an error.
 	if q := decode[api.Queue](t, s.post(t, "/v1/queues/fresh/pause")); !q.Paused || q.Name != "fresh" {
 		t.Errorf("pausing a new queue answered %+v", q)

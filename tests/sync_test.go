@@ -432,6 +432,22 @@ func TestSyncCurl(t *testing.T) {
 		}
 	})
 
+	// A job scheduled past the longest wait cannot finish in time: refused
+	// at once, before anything is enqueued, instead of after the wait.
+	t.Run("scheduled past the wait", func(t *testing.T) {
+		before := s.countJobs(t)
+		job := []byte(`{"kind":"sleep","args":{"ms":1},"delay":3600}`)
+		start := time.Now()
+		resp, data := curl(t, s, http.MethodPost, "/v1/jobs", job, append(jsonCT, "-H", "Expect: 200-ok")...)
+		expectCurlProblem(t, resp, data, http.StatusExpectationFailed, "after the longest synchronous wait")
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("the 417 took %v: the request waited", d)
+		}
+		if after := s.countJobs(t); after != before {
+			t.Errorf("a refused scheduled Expect: 200-ok enqueued a job: %d jobs, were %d", after, before)
+		}
+	})
+
 	t.Run("unknown expectation", func(t *testing.T) {
 		before := s.countJobs(t)
 		resp, data := curl(t, s, http.MethodPost, "/v1/jobs", sleepJob(10, nil), append(jsonCT, "-H", "Expect: bogus")...)
