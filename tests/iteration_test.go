@@ -353,7 +353,7 @@ func TestReportIterationRunSlices(t *testing.T) {
 		deliveries++
 		d, _ := l["duration"].(float64)
 		durations = append(durations, fmt.Sprintf("%.0fms", d))
-		if l["outcome"] != "requeue" {
+		if l["outcome"] != "requeued" {
 			continue
 		}
 		requeued++

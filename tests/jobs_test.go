@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
 	"image/png"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -205,6 +207,36 @@ func TestSleep(t *testing.T) {
 		}
 		if string(got.Result) != `"second time lucky"` {
 			t.Errorf("result %s", got.Result)
+		}
+	})
+
+	// The log's outcome of each attempt says what happened: the last
+	// attempt of a retryable failure is "failed", not a retry.
+	t.Run("attempt outcomes in the log", func(t *testing.T) {
+		retried := s.submit(t, map[string]any{"kind": "sleep", "max_attempts": 2,
+			"args": map[string]any{"ms": 1, "fail_times": 1}})
+		failed := s.submit(t, map[string]any{"kind": "sleep", "max_attempts": 1,
+			"args": map[string]any{"ms": 1, "fail_times": 1}})
+		s.waitState(t, retried.ID, api.StateSucceeded, jobTimeout)
+		s.waitState(t, failed.ID, api.StateFailed, jobTimeout)
+		want := map[string][]string{retried.ID: {"retried", "succeeded"}, failed.ID: {"failed"}}
+		var got map[string][]string
+		// The line is written just after the outcome is recorded.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			got = map[string][]string{}
+			for _, l := range s.logLines("job attempt") {
+				if id, _ := l["job_id"].(string); want[id] != nil {
+					got[id] = append(got[id], fmt.Sprint(l["outcome"]))
+				}
+			}
+			if len(got[retried.ID]) == 2 && len(got[failed.ID]) == 1 {
+				break
+			}
+		}
+		for id, w := range want {
+			if !slices.Equal(got[id], w) {
+				t.Errorf("job %s: logged outcomes %q, want %q", id, got[id], w)
+			}
 		}
 	})
 

@@ -969,14 +969,17 @@ func (p *Pool) finished(d *queue.Delivery, began time.Time, outcome, state strin
 		ev = p.log.Warn().Err(err)
 	}
 	var took time.Duration
+	label := outcomeLabel(outcome, state, werr)
 	if !began.IsZero() {
 		took = time.Since(began)
 		if p.cfg.Observer != nil {
-			p.cfg.Observer.Finished(d.Kind, d.Queue, outcomeLabel(outcome, state, werr), took)
+			p.cfg.Observer.Finished(d.Kind, d.Queue, label, took)
 		}
 	}
+	// outcome says what happened (the last attempt of a retryable failure
+	// is "failed", not "retried"); mode is what the attempt asked for.
 	ev.Str("job_id", d.ID).Str("kind", d.Kind).Str("queue", d.Queue).Int("attempt", d.Attempt).
-		Dur("duration", took).Str("outcome", outcome).Str("state", state).Msg("job attempt")
+		Dur("duration", took).Str("outcome", label).Str("mode", outcome).Str("state", state).Msg("job attempt")
 }
 
 // panicError is a recovered handler panic. The attempt fails retryably; the
@@ -988,7 +991,10 @@ type panicError struct {
 
 func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
 
-// outcomeLabel names how an attempt ended, for metrics.
+// outcomeLabel names how an attempt ended, for metrics and the log:
+// succeeded, failed, canceled, retried (a retry is due), requeued
+// (interrupted, no attempt spent), queued (handed back before it started),
+// lost (the lease was taken over) or unrecorded.
 func outcomeLabel(mode, state string, werr error) string {
 	switch {
 	case errors.Is(werr, queue.ErrLeaseLost):
