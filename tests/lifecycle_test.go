@@ -2,7 +2,11 @@ package tests
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +199,61 @@ func TestEmbeddedRedisExpires(t *testing.T) {
 			t.Fatal("Idempotency-Key k1 still remembered 20s after its 8s TTL")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestStartupFailureExits: a process that cannot serve (its port is taken,
+// or it finds no Redis for the completion subscription) exits non-zero with
+// the error logged, in every role, instead of lingering with its worker
+// tier running and no API.
+func TestStartupFailureExits(t *testing.T) {
+	rs := redistest.Start(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = taken.Close() })
+	noRedis, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"all, port taken", map[string]string{"ROLE": "all", "REDIS_URL": rs.URL(), "ADDR": taken.Addr().String()}, "address already in use"},
+		{"worker, port taken", map[string]string{"ROLE": "worker", "REDIS_URL": rs.URL(), "ADDR": taken.Addr().String()}, "address already in use"},
+		{"all, no redis", map[string]string{"ROLE": "all", "REDIS_URL": "redis://127.0.0.1:" + strconv.Itoa(noRedis) + "/0",
+			"ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "1s"}, "completion subscription"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(serverBin)
+			cmd.Env = environ(map[string]string{"LOG_FORMAT": "json", "ROLE": c.env["ROLE"],
+				"REDIS_URL": c.env["REDIS_URL"], "ADDR": c.env["ADDR"], "SHUTDOWN_GRACE": c.env["SHUTDOWN_GRACE"]})
+			var out syncBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			cmd.SysProcAttr = sysProcAttr()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+					t.Errorf("exit: %v, want exit status 1", err)
+				}
+				if log := out.String(); !strings.Contains(log, "offload stopped") || !strings.Contains(log, c.want) {
+					t.Errorf("the log does not say why it stopped (%q):\n%s", c.want, lastLines(log, 20))
+				}
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+				t.Fatalf("still running after 30s:\n%s", lastLines(out.String(), 20))
+			}
+		})
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/offload-dev/offload/queue"
 	"github.com/offload-dev/offload/workers"
 )
@@ -114,7 +116,14 @@ func parseConfig(args []string, getenv func(string) string) (Config, bool, error
 		fs.IntVar(p, name, v, usage+" ($"+env+")")
 	}
 	boolean := func(p *bool, name, env, usage string) {
-		v, _ := strconv.ParseBool(getenv(env))
+		var v bool
+		if s := getenv(env); s != "" {
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s must be true or false (or 1, 0, t, f), not %q", env, s))
+			}
+			v = b
+		}
 		fs.BoolVar(p, name, v, usage+" ($"+env+")")
 	}
 	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
@@ -203,6 +212,11 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("LOG_FORMAT must be json or console, not %q", c.LogFormat))
 	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, not %q", c.LogLevel))
+	}
 	switch n, err := strconv.Atoi(c.Prefetch); {
 	case c.Prefetch == "auto":
 		c.prefetch = 0
@@ -244,11 +258,42 @@ func (c *Config) validate() error {
 		c.origins = append(c.origins, o)
 	}
 	if c.RedisURL != "" {
-		if _, err := url.Parse(c.RedisURL); err != nil {
-			errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
+		// The client's own parser, so that what it would refuse is a
+		// configuration error here; its error text may quote the URL, so
+		// it is reported with the password masked.
+		var err error
+		if c.RedisCluster {
+			_, err = redis.ParseClusterURL(c.RedisURL)
+		} else {
+			_, err = redis.ParseURL(c.RedisURL)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("REDIS_URL %s: %s", c.masked(), maskSecret(err.Error(), c.RedisURL)))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// maskSecret replaces, in msg, the password of the URL raw, however msg
+// quotes it (as is, or escaped), with xxxxx. It finds the password by
+// hand, as a URL url.Parse refuses is the case that needs it.
+func maskSecret(msg, raw string) string {
+	rest := raw
+	if _, after, ok := strings.Cut(rest, "://"); ok {
+		rest = after
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return msg
+	}
+	_, pw, ok := strings.Cut(rest[:at], ":")
+	if !ok || pw == "" {
+		return msg
+	}
+	for _, form := range []string{pw, strconv.Quote(pw)[1 : len(strconv.Quote(pw))-1], url.QueryEscape(pw)} {
+		msg = strings.ReplaceAll(msg, form, "xxxxx")
+	}
+	return msg
 }
 
 // masked returns the Redis URL with its password hidden.
@@ -258,7 +303,7 @@ func (c Config) masked() string {
 	}
 	u, err := url.Parse(c.RedisURL)
 	if err != nil {
-		return "(unparseable)"
+		return "(unparseable URL)"
 	}
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")

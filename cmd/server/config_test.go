@@ -82,6 +82,11 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		{"IDEMPOTENCY_TTL", "0s", "IDEMPOTENCY_TTL"},
 		{"TLS_CERT", "cert.pem", "TLS_CERT and TLS_KEY"},
 		{"LOG_FORMAT", "xml", "LOG_FORMAT"},
+		{"LOG_LEVEL", "verbose", "LOG_LEVEL"},
+		{"REDIS_CLUSTER", "yes", "REDIS_CLUSTER"},
+		{"QUEUES_STRICT", "on", "QUEUES_STRICT"},
+		{"REDIS_URL", "garbage", "REDIS_URL"},
+		{"REDIS_URL", "redis://h:6379/abc", "REDIS_URL"},
 		{"REDIS_URL", "redis://h:6379/%zz", "REDIS_URL"},
 		{"TRUSTED_ORIGINS", "https://ui.example.com,ui.example.com/x", "TRUSTED_ORIGINS"},
 	}
@@ -106,6 +111,27 @@ func TestConfigMasksThePassword(t *testing.T) {
 		}
 		if got := c.masked(); got != want || strings.Contains(got, "s3cret") {
 			t.Errorf("masked(%q) = %q, want %q", url, got, want)
+		}
+	}
+}
+
+// TestConfigErrorsMaskThePassword: a REDIS_URL the client refuses is a
+// configuration error whose text never holds its password, however the
+// parser quoted the URL.
+func TestConfigErrorsMaskThePassword(t *testing.T) {
+	for _, url := range []string{
+		"redis://:s3cret@127.0.0.1:port/5",
+		"redis://:s3cr et%zz@127.0.0.1:6379/0",
+		"redis://app:s3cret@127.0.0.1:6379/abc",
+		"redis://app:s3cr\"et@127.0.0.1:x/0",
+	} {
+		_, _, err := parseConfig(nil, env(map[string]string{"REDIS_URL": url}))
+		if err == nil {
+			t.Errorf("REDIS_URL=%q accepted", url)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, "s3cr") || !strings.Contains(msg, "REDIS_URL") {
+			t.Errorf("REDIS_URL=%q: error %q shows the password or does not name the variable", url, msg)
 		}
 	}
 }

@@ -37,7 +37,7 @@ func main() {
 		os.Exit(2)
 	}
 	if healthcheck {
-		os.Exit(probe(cfg.Addr))
+		os.Exit(probe(cfg.Addr, cfg.TLSCert != ""))
 	}
 	log := newLogger(cfg)
 	if err := run(cfg, log); err != nil {
@@ -99,7 +99,7 @@ func run(cfg Config, log zerolog.Logger) error {
 	//  4. the Redis client closes (and the embedded Redis, if any, stops).
 	// Every tier runs under ctx; the deferred closeRedis runs last.
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 5) // pool, maintainer, waiter, server: never blocks a tier
 	// handoff lets the API of an "all" process run synchronous jobs of idle
 	// queues in its own worker slots (handlers.Config.Handoff).
 	var handoff func(string) (func(*queue.Delivery), func(), bool)
@@ -128,7 +128,12 @@ func run(cfg Config, log zerolog.Logger) error {
 			handoff = pool.Reserve
 		}
 		go func() { defer tiers.Done(); errc <- m.Run(workerCtx) }()
-		defer tiers.Wait()
+		// On every return: when run fails before the API is up (its port
+		// is taken, the completion subscription found no Redis), nothing
+		// else stops the worker tier, and the process must exit with the
+		// error, not linger headless. After a signal, the API has drained
+		// by now (wg.Wait below), as step 1 wants.
+		defer func() { stopWorkers(); tiers.Wait() }()
 	}
 	var h http.Handler
 	if cfg.Role == "worker" {
@@ -254,14 +259,22 @@ func connect(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), err
 	return rdb, func() { _ = rdb.Close() }, nil
 }
 
-// probe GETs /healthz on addr and returns the process exit code.
-func probe(addr string) int {
+// probe GETs /healthz on addr, over HTTPS when the server serves TLS, and
+// returns the process exit code. It asks the process it runs beside (the
+// container's own), so it does not verify the certificate, which names the
+// service's public host, not 127.0.0.1.
+func probe(addr string, useTLS bool) int {
 	host := addr
 	if strings.HasPrefix(host, ":") {
 		host = "127.0.0.1" + host
 	}
+	scheme := "http://"
 	c := http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get("http://" + host + "/healthz")
+	if useTLS {
+		scheme = "https://"
+		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // a local liveness probe
+	}
+	resp, err := c.Get(scheme + host + "/healthz")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "healthcheck:", err)
 		return 1
