@@ -44,6 +44,9 @@ func handle(log zerolog.Logger, fn handlerFunc) http.HandlerFunc {
 		}
 		p := problemFor(err)
 		p.Instance = r.URL.Path
+		if p.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", retryAfterUnavailable)
+		}
 		if p.Status >= 500 {
 			log.Error().Err(err).Str("request_id", middleware.GetReqID(r.Context())).
 				Str("path", r.URL.Path).Msg("request failed")
@@ -72,9 +75,23 @@ func problemFor(err error) *api.Problem {
 		"an unexpected error occurred; it has been logged")
 }
 
-// unavailable reports whether err means Redis could not be reached in time.
+// unavailable reports whether err means Redis could not serve the request
+// for now: unreachable or too slow, or answering that it cannot (a Redis
+// Cluster with a slot uncovered, a failover under way, a dataset loading).
 func unavailable(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout)
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
+		return true
+	}
+	for _, prefix := range []string{"CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
 }
+
+// retryAfterUnavailable is the Retry-After of a 503: Redis outages that
+// clients can ride out (a failover) last seconds.
+const retryAfterUnavailable = "1"

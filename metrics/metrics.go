@@ -90,14 +90,18 @@ func New(depths Depths, waiting func() int) *Metrics {
 	if depths != nil {
 		reg.MustRegister(&depthCollector{src: depths, desc: prometheus.NewDesc("offload_queue_jobs",
 			"Jobs per queue and state, read from Redis at scrape time.", []string{"queue", "state"}, nil),
-			paused: prometheus.NewDesc("offload_queue_paused", "1 when the queue is paused.", []string{"queue"}, nil)})
+			paused: prometheus.NewDesc("offload_queue_paused", "1 when the queue is paused.", []string{"queue"}, nil),
+			up: prometheus.NewDesc("offload_redis_up",
+				"1 when the queue gauges could be read from Redis at this scrape, 0 when not.", nil, nil)})
 	}
 	return m
 }
 
-// Handler serves the metrics in the Prometheus text format.
+// Handler serves the metrics in the Prometheus text format. A collector
+// that fails does not fail the scrape: the process's own counters matter
+// most during an outage of Redis (offload_redis_up says it).
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, ErrorHandling: promhttp.ContinueOnError})
 }
 
 // Enqueued counts a job accepted by the API.
@@ -181,26 +185,38 @@ func routeLabel(r *http.Request, status int) string {
 
 // depthCollector reads queue depths from Redis when scraped.
 type depthCollector struct {
-	src          Depths
-	desc, paused *prometheus.Desc
+	src              Depths
+	desc, paused, up *prometheus.Desc
 }
 
-func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.paused }
+func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.paused
+	ch <- c.up
+}
 
 func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	// Redis unreachable: no queue gauge (a stale or zero depth would
+	// mislead), and offload_redis_up 0.
 	names, err := c.src.Names(ctx)
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
 	}
+	stats := make([]queue.Stats, 0, len(names))
 	for _, n := range names {
 		s, err := c.src.Stats(ctx, n)
 		if err != nil {
-			ch <- prometheus.NewInvalidMetric(c.desc, err)
+			ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 			return
 		}
+		stats = append(stats, s)
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	for _, s := range stats {
+		n := s.Name
 		for state, v := range s.Counts {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(v), n, state)
 		}

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/offload-dev/offload/queue"
 )
 
 // TestRequestLabels checks that the labels of the HTTP request metrics are
@@ -56,5 +60,55 @@ func TestRequestLabels(t *testing.T) {
 	}, "\n")
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// depths is a Depths over fixed stats, or one that fails like an
+// unreachable Redis.
+type depths struct {
+	stats []queue.Stats
+	err   error
+}
+
+func (d depths) Names(context.Context) ([]string, error) {
+	var names []string
+	for _, s := range d.stats {
+		names = append(names, s.Name)
+	}
+	return names, d.err
+}
+
+func (d depths) Stats(_ context.Context, name string) (queue.Stats, error) {
+	for _, s := range d.stats {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return queue.Stats{}, d.err
+}
+
+// TestScrapeDuringRedisOutage: with Redis unreachable, /metrics still
+// serves the process's own metrics, and says Redis is down, instead of
+// failing the whole scrape.
+func TestScrapeDuringRedisOutage(t *testing.T) {
+	t.Parallel()
+	scrape := func(d Depths) (int, string) {
+		m := New(d, nil)
+		m.Enqueued("sleep", "default")
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Code, rec.Body.String()
+	}
+	code, body := scrape(depths{err: errors.New("dial tcp 127.0.0.1:6379: connection refused")})
+	if code != 200 || !strings.Contains(body, "offload_redis_up 0") ||
+		!strings.Contains(body, `offload_jobs_enqueued_total{kind="sleep",queue="default"} 1`) ||
+		strings.Contains(body, "offload_queue_jobs{") {
+		t.Errorf("Redis down: %d\n%s", code, body)
+	}
+	code, body = scrape(depths{stats: []queue.Stats{{Name: "default", Counts: map[string]int{"queued": 3}}}})
+	if code != 200 || !strings.Contains(body, "offload_redis_up 1") ||
+		!strings.Contains(body, `offload_queue_jobs{queue="default",state="queued"} 3`) ||
+		!strings.Contains(body, `offload_queue_paused{queue="default"} 0`) {
+		t.Errorf("Redis up: %d\n%s", code, body)
 	}
 }

@@ -40,10 +40,20 @@ func main() {
 		os.Exit(probe(cfg.Addr, cfg.TLSCert != ""))
 	}
 	log := newLogger(cfg)
+	// go-redis logs what it retries (dial failures, pool events) through
+	// its own logger, in plain text: into the structured log instead.
+	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
 	if err := run(cfg, log); err != nil {
 		log.Error().Err(err).Msg("offload stopped")
 		os.Exit(1)
 	}
+}
+
+// redisLogger writes go-redis's log lines as warnings of the structured log.
+type redisLogger struct{ log zerolog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn().Msgf(format, v...)
 }
 
 func newLogger(cfg Config) zerolog.Logger {
@@ -85,7 +95,7 @@ func run(cfg Config, log zerolog.Logger) error {
 	if err := workers.RegisterBuiltins(reg); err != nil {
 		return err
 	}
-	ready := func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+	ready := func(ctx context.Context) error { return redisReady(ctx, rdb) }
 	waiter := statusstore.NewWaiter(rdb)
 	mx := metrics.New(q, waiter.Waiting)
 
@@ -257,6 +267,34 @@ func connect(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), err
 	opts.Protocol = queue.Protocol(opts.Protocol)
 	rdb := redis.NewClient(opts)
 	return rdb, func() { _ = rdb.Close() }, nil
+}
+
+// redisReady reports whether Redis can serve the service: a PING answered
+// and, on a Redis Cluster, a PING answered by every master and the cluster
+// state ok (a PING reaches one node; a cluster with a master down fails the
+// requests of that master's slots, and then every request, while a single
+// node still answers).
+func redisReady(ctx context.Context, rdb redis.UniversalClient) error {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.Ping(ctx).Err()
+	}
+	if err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		if err := c.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("%s: %w", c.Options().Addr, err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	info, err := cc.ClusterInfo(ctx).Result()
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(info, "cluster_state:ok") {
+		return errors.New("cluster_state is not ok")
+	}
+	return nil
 }
 
 // probe GETs /healthz on addr, over HTTPS when the server serves TLS, and

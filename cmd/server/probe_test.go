@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 // TestProbe: the container health check asks /healthz over the scheme the
@@ -37,5 +41,20 @@ func TestProbe(t *testing.T) {
 		if got := probe(c.addr, c.useTLS); got != c.want {
 			t.Errorf("%s: probe(%s, %v) = %d, want %d", c.name, c.addr, c.useTLS, got, c.want)
 		}
+	}
+}
+
+// TestRedisLogger: go-redis's own log lines join the structured log.
+func TestRedisLogger(t *testing.T) {
+	var buf strings.Builder
+	l := redisLogger{zerolog.New(&buf).With().Str("component", "go-redis").Logger()}
+	l.Printf(context.Background(), "redis: %s failed to dial after %d attempts", "127.0.0.1:6379", 5)
+	var line map[string]any
+	if err := json.Unmarshal([]byte(buf.String()), &line); err != nil {
+		t.Fatalf("not one JSON line: %q", buf.String())
+	}
+	if line["level"] != "warn" || line["component"] != "go-redis" ||
+		line["message"] != "redis: 127.0.0.1:6379 failed to dial after 5 attempts" {
+		t.Errorf("line %v", line)
 	}
 }

@@ -144,3 +144,7 @@ func (c *Cluster) nodeTails() string {
 	}
 	return b.String()
 }
+
+// KillNode stops master i abruptly with SIGKILL, as a crashed node: the
+// cluster loses the slots it served (there are no replicas).
+func (c *Cluster) KillNode(i int) { c.nodes[i].kill() }
