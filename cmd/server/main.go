@@ -49,6 +49,25 @@ func main() {
 	}
 }
 
+// startLine is the configuration in effect, secrets masked, as the fields
+// of one log event: those of the tiers this role runs, durations as Go
+// durations ("30s").
+func startLine(log zerolog.Logger, cfg Config) *zerolog.Event {
+	ev := log.Info().Str("addr", cfg.Addr).Str("redis", cfg.masked()).Bool("redis_cluster", cfg.RedisCluster).
+		Stringer("retention", cfg.Retention).Stringer("tombstone", cfg.Tombstone).Stringer("lease", cfg.Lease)
+	if cfg.Role != "api" {
+		ev = ev.Int("concurrency", cfg.Concurrency).Str("queues", cfg.Queues).Bool("queues_strict", cfg.QueuesStrict).
+			Str("prefetch", cfg.Prefetch).Stringer("shutdown_grace", cfg.ShutdownGrace).
+			Stringer("max_run_slice", cfg.MaxRunSlice)
+	}
+	if cfg.Role != "worker" {
+		ev = ev.Int64("body_limit", cfg.BodyLimit).Stringer("sync_wait_max", cfg.SyncWaitMax).
+			Int("sync_max_backlog", cfg.SyncMaxBacklog).Stringer("idempotency_ttl", cfg.IdempotencyTTL).
+			Strs("trusted_origins", cfg.origins)
+	}
+	return ev.Bool("tls", cfg.TLSCert != "").Str("log_level", cfg.LogLevel).Str("log_format", cfg.LogFormat)
+}
+
 // redisLogger writes go-redis's log lines as warnings of the structured log.
 type redisLogger struct{ log zerolog.Logger }
 
@@ -80,15 +99,7 @@ func run(cfg Config, log zerolog.Logger) error {
 		return err
 	}
 	defer closeRedis()
-	log.Info().Str("addr", cfg.Addr).Str("redis", cfg.masked()).Bool("redis_cluster", cfg.RedisCluster).
-		Int("concurrency", cfg.Concurrency).Str("queues", cfg.Queues).Bool("queues_strict", cfg.QueuesStrict).
-		Str("prefetch", cfg.Prefetch).
-		Int64("body_limit", cfg.BodyLimit).Dur("retention", cfg.Retention).Dur("tombstone", cfg.Tombstone).
-		Dur("lease", cfg.Lease).Dur("shutdown_grace", cfg.ShutdownGrace).Dur("max_run_slice", cfg.MaxRunSlice).
-		Dur("sync_wait_max", cfg.SyncWaitMax).Int("sync_max_backlog", cfg.SyncMaxBacklog).
-		Dur("idempotency_ttl", cfg.IdempotencyTTL).Strs("trusted_origins", cfg.origins).
-		Bool("tls", cfg.TLSCert != "").Str("log_level", cfg.LogLevel).
-		Str("log_format", cfg.LogFormat).Msg("offload starting")
+	startLine(log, cfg).Msg("offload starting")
 
 	q := queue.New(rdb, queue.Options{Lease: cfg.Lease, Retention: cfg.Retention, Tombstone: cfg.Tombstone})
 	reg := workers.NewRegistry()

@@ -58,3 +58,31 @@ func TestRedisLogger(t *testing.T) {
 		t.Errorf("line %v", line)
 	}
 }
+
+// TestStartLine: the startup line shows the settings of the tiers the role
+// runs, durations readable, and never the Redis password.
+func TestStartLine(t *testing.T) {
+	for role, want := range map[string]struct{ has, hasNot []string }{
+		"api":    {[]string{`"sync_wait_max":"30s"`, `"body_limit":`}, []string{`"concurrency"`, `"queues"`, `"shutdown_grace"`}},
+		"worker": {[]string{`"concurrency":10`, `"shutdown_grace":"10s"`}, []string{`"sync_wait_max"`, `"body_limit"`}},
+		"all":    {[]string{`"concurrency":10`, `"sync_wait_max":"30s"`, `"lease":"30s"`}, nil},
+	} {
+		cfg, _, err := parseConfig(nil, env(map[string]string{"ROLE": role, "REDIS_URL": "redis://:s3cret@h:6379/0"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf strings.Builder
+		startLine(zerolog.New(&buf), cfg).Msg("offload starting")
+		line := buf.String()
+		for _, s := range want.has {
+			if !strings.Contains(line, s) {
+				t.Errorf("%s: no %s in %s", role, s, line)
+			}
+		}
+		for _, s := range append(want.hasNot, "s3cret") {
+			if strings.Contains(line, s) {
+				t.Errorf("%s: %s in %s", role, s, line)
+			}
+		}
+	}
+}
