@@ -31,6 +31,7 @@ var errorTable = []struct {
 	{statusstore.ErrGone, http.StatusGone, api.TypeGone, "Gone: retention of this job ended"},
 	{queue.ErrConflict, http.StatusConflict, api.TypeConflict, "Conflict with the job's state"},
 	{statusstore.ErrBadCursor, http.StatusBadRequest, api.TypeValidation, "Invalid cursor"},
+	{statusstore.ErrBadState, http.StatusBadRequest, api.TypeValidation, "Invalid state"},
 	{queue.ErrBadQueueName, http.StatusBadRequest, api.TypeValidation, "Invalid queue name"},
 	{queue.ErrExists, http.StatusConflict, api.TypeConflict, "A job with this id exists"},
 }

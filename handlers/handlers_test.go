@@ -627,3 +627,24 @@ func TestDocumentedCursorWorks(t *testing.T) {
 		t.Fatalf("GET /v1/jobs?cursor=<documented> = %d: %s", resp.StatusCode, body)
 	}
 }
+
+// TestDashboardUnknownState: the dashboard's job list, over the real status
+// store, answers 400 naming an unknown state instead of an empty list that
+// reads as "no such jobs" (the JSON API's validator refuses it before).
+func TestDashboardUnknownState(t *testing.T) {
+	e := setup(t)
+	for _, hdr := range [][]string{nil, {"HX-Request", "true"}} {
+		path := "/ui/jobs?state=bogus"
+		if hdr != nil {
+			path = "/ui/partials/jobs?state=bogus"
+		}
+		resp, body := e.doHeader(t, http.MethodGet, path, hdr...)
+		if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(body, []byte("Invalid state")) ||
+			!bytes.Contains(body, []byte("bogus")) {
+			t.Errorf("GET %s: %d\n%s", path, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := e.do(t, http.MethodGet, "/ui/jobs?state=failed", "", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("a known state: %d", resp.StatusCode)
+	}
+}

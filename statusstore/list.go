@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,9 @@ type Filter struct {
 
 // ErrBadCursor is returned for a cursor List did not produce.
 var ErrBadCursor = errors.New("malformed cursor")
+
+// ErrBadState is returned for a state filter that is not one of api.States.
+var ErrBadState = errors.New("unknown state; want one of " + strings.Join(api.States, ", "))
 
 // maxExamined bounds the records one page reads when a kind filter skips
 // many: the page may then hold fewer than Limit jobs, with a next cursor.
@@ -55,6 +59,9 @@ func (s *Store) List(ctx context.Context, f Filter) (api.JobList, error) {
 	}
 	if f.Limit > 200 {
 		f.Limit = 200
+	}
+	if f.State != "" && !slices.Contains(api.States, f.State) {
+		return api.JobList{}, fmt.Errorf("state %q: %w", f.State, ErrBadState)
 	}
 	after, err := decodeCursor(f.Cursor)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/offload-dev/offload/internal/redistest"
@@ -104,4 +105,17 @@ func testListSnapshot(t *testing.T, rdb redis.UniversalClient) {
 		t.Fatalf("the job moved %d times in %d lists: the test did not race", moves, lists)
 	}
 	t.Logf("%d lists while the job moved %d times", lists, moves)
+}
+
+// TestListRefusesUnknownState: a state filter that is no state is an error
+// (every caller, not only the validated API, is told), not an empty page.
+func TestListRefusesUnknownState(t *testing.T) {
+	t.Parallel()
+	s := New(redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()}))
+	if _, err := s.List(context.Background(), Filter{State: "bogus"}); !errors.Is(err, ErrBadState) {
+		t.Errorf("List(state bogus) = %v, want ErrBadState", err)
+	}
+	if _, err := s.List(context.Background(), Filter{State: "failed"}); err != nil {
+		t.Errorf("List(state failed) = %v", err)
+	}
 }
