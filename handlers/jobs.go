@@ -146,12 +146,6 @@ func (a *service) submit(w http.ResponseWriter, r *http.Request) error {
 	if len(neg.applied) > 0 {
 		w.Header().Set("Preference-Applied", strings.Join(neg.applied, ", "))
 	}
-	if neg.expect != 0 && nj.RunAt.After(now.Add(neg.wait)) {
-		// Known before anything is enqueued: the job cannot even start
-		// within the wait.
-		return expectationFailed(fmt.Sprintf("the job is scheduled for %s, after the longest synchronous wait (%s); submit it without Expect and poll its status",
-			nj.RunAt.UTC().Format(time.RFC3339), neg.wait))
-	}
 	var done <-chan struct{}
 	if neg.wait > 0 {
 		if a.cfg.Waiter == nil {
@@ -175,7 +169,7 @@ func (a *service) submit(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !handedOff {
 		if done != nil && neg.expect != 0 {
-			if err := a.admitSync(r.Context(), nj.Queue); err != nil {
+			if err := a.admitSync(r.Context(), nj, now, neg.wait); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"sort"
@@ -33,12 +34,8 @@ func (a *service) queues(w http.ResponseWriter, r *http.Request) error {
 // queue handles GET /v1/queues/{name}.
 func (a *service) queue(w http.ResponseWriter, r *http.Request) error {
 	name := chi.URLParam(r, "name")
-	names, err := a.q.Names(r.Context())
-	if err != nil {
+	if err := a.knownQueue(r.Context(), name); err != nil {
 		return err
-	}
-	if !slices.Contains(names, name) {
-		return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no queue named "+name)
 	}
 	s, err := a.q.Stats(r.Context(), name)
 	if err != nil {
@@ -50,6 +47,18 @@ func (a *service) queue(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusOK, wireQueue(s, tp))
+}
+
+// knownQueue answers a 404 problem for a name no queue has.
+func (a *service) knownQueue(ctx context.Context, name string) error {
+	names, err := a.q.Names(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(names, name) {
+		return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no queue named "+name)
+	}
+	return nil
 }
 
 // pause handles POST /v1/queues/{name}/pause and /resume.
@@ -65,12 +74,8 @@ func (a *service) pause(paused bool) handlerFunc {
 			// Resuming a name no queue has would create that queue (it
 			// would be listed from then on): a typo answers 404 instead.
 			// Pausing one is allowed, to hold jobs before they arrive.
-			names, err := a.q.Names(r.Context())
-			if err != nil {
+			if err := a.knownQueue(r.Context(), name); err != nil {
 				return err
-			}
-			if !slices.Contains(names, name) {
-				return api.NewProblem(api.TypeNotFound, http.StatusNotFound, "Not found", "no queue named "+name)
 			}
 		}
 		if err := a.q.SetPaused(r.Context(), name, paused); err != nil {

@@ -96,9 +96,16 @@ func expectationFailed(detail string) *api.Problem {
 }
 
 // admitSync refuses, before anything is enqueued, a synchronous job that
-// cannot finish in time: no live worker drains its queue, or the backlog ahead
-// of it is over SyncMaxBacklog per unit of live concurrency.
-func (a *service) admitSync(ctx context.Context, name string) error {
+// cannot finish in time (submitted at now, waited for up to wait): it is
+// scheduled to start after the wait, no live worker drains its queue, or
+// the backlog ahead of it is over SyncMaxBacklog per unit of live
+// concurrency.
+func (a *service) admitSync(ctx context.Context, nj queue.NewJob, now time.Time, wait time.Duration) error {
+	if nj.RunAt.After(now.Add(wait)) {
+		return expectationFailed(fmt.Sprintf("the job is scheduled for %s, after the longest synchronous wait (%s); send it without Expect and poll",
+			nj.RunAt.UTC().Format(time.RFC3339), wait))
+	}
+	name := nj.Queue
 	workers, err := a.capacity.of(ctx, a.q, name)
 	if err != nil {
 		return err

@@ -290,7 +290,8 @@ func maskSecret(msg, raw string) string {
 	if !ok || pw == "" {
 		return msg
 	}
-	for _, form := range []string{pw, strconv.Quote(pw)[1 : len(strconv.Quote(pw))-1], url.QueryEscape(pw)} {
+	quoted := strconv.Quote(pw)
+	for _, form := range []string{pw, quoted[1 : len(quoted)-1], url.QueryEscape(pw)} {
 		msg = strings.ReplaceAll(msg, form, "xxxxx")
 	}
 	return msg
