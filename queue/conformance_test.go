@@ -74,6 +74,77 @@ var conformanceCases = []conformanceCase{
 	{"memory_bounded_after_many_jobs", testMemoryBounded},
 	{"concurrent_enqueues_share_batches", testConcurrentEnqueue},
 	{"handoff_to_an_idle_queue", testHandoff},
+	{"tokens_hash_is_a_hash_table_while_leases_are_held", testTokensHash},
+}
+
+// testTokensHash: while any lease is held, the tokens hash carries its
+// marker and is a hash table, never a listpack scanned per lookup (on real
+// Redis; miniredis has no encodings); once the last lease ends, by any path,
+// the key is gone. A hash that holds one token and no marker (left by a
+// release before the marker) is not deleted.
+func testTokensHash(t *testing.T, e *env) {
+	const q = "tokens"
+	for range 4 {
+		e.enqueue(queue.NewJob{Queue: q, Kind: "k", MaxAttempts: 2})
+	}
+	ds := e.fetch(q, 3)
+	if len(ds) != 3 {
+		t.Fatalf("fetched %d, want 3", len(ds))
+	}
+	wantHeld := func(n int) {
+		t.Helper()
+		h, err := e.rdb.HGetAll(e.ctx, queue.TokensKey(q)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h) != n+1 || len(h[queue.TokensMarker]) <= 64 {
+			t.Fatalf("tokens hash = %v, want %d tokens and the marker (> 64 bytes)", h, n)
+		}
+		if e.mr == nil {
+			if enc, err := e.rdb.ObjectEncoding(e.ctx, queue.TokensKey(q)).Result(); err != nil || enc != "hashtable" {
+				t.Errorf("tokens hash encoding = %q, %v; want hashtable", enc, err)
+			}
+		}
+	}
+	wantHeld(3)
+	e.complete(ds[0], queue.Outcome{})
+	wantHeld(2)
+	if st := e.fail(ds[1], queue.FailRequeue, time.Time{}, "shutdown"); st != "queued" {
+		t.Fatalf("Fail(requeue) = %q", st)
+	}
+	wantHeld(1)
+	if res, err := e.q.Cancel(e.ctx, ds[2].ID); err != nil || res != queue.Canceling {
+		t.Fatalf("Cancel = %v, %v", res, err)
+	}
+	e.fail(ds[2], queue.FailCanceled, time.Time{}, "canceled")
+	if e.exists(queue.TokensKey(q)) {
+		t.Errorf("tokens hash left after the last lease ended")
+	}
+	// A lease taken and reaped: the reaper ends the last lease.
+	d := e.fetch(q, 1)
+	if len(d) != 1 {
+		t.Fatalf("fetched %d, want 1", len(d))
+	}
+	wantHeld(1)
+	e.clock.Advance(testLease * 2)
+	if n, err := e.q.Reap(e.ctx, q, 100); err != nil || n != 1 {
+		t.Fatalf("Reap = %d, %v; want 1", n, err)
+	}
+	if e.exists(queue.TokensKey(q)) {
+		t.Errorf("tokens hash left after the reaper ended the last lease")
+	}
+	// A hash with one token of a lease taken before the marker existed.
+	if err := e.rdb.HSet(e.ctx, queue.TokensKey(q), q+".01ARZ3NDEKTSV4RRFFQ69G5FAV", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	d = e.fetch(q, 1)
+	if len(d) != 1 {
+		t.Fatalf("fetched %d, want 1", len(d))
+	}
+	e.complete(d[0], queue.Outcome{})
+	if n, err := e.rdb.HLen(e.ctx, queue.TokensKey(q)).Result(); err != nil || n != 2 {
+		t.Errorf("tokens hash holds %d fields (%v), want the old token and the marker", n, err)
+	}
 }
 
 // testMemoryBounded passes many jobs through and checks that, after

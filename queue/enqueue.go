@@ -443,6 +443,7 @@ local now, id = ARGV[1], ARGV[3]
 local tok = redis.call('INCR', KEYS[5])
 redis.call('HSET', KEYS[7], unpack(ARGV, 4))
 redis.call('ZADD', KEYS[1], now, id)
+redis.call('HSETNX', KEYS[4], '` + TokensMarker + `', '` + tokensPad + `')
 redis.call('HSET', KEYS[4], id, tok)
 redis.call('ZADD', KEYS[3], ARGV[2], id)
 return {1, tostring(tok)}

@@ -113,6 +113,7 @@ for i = 1, n do
 end
 if #done > 0 then
   many('HDEL', KEYS[9], done)
+  untoken(KEYS[9])
   many('ZREM', KEYS[10], done)
   -- setstate for the batch, without reading back what HMGET just read: leave
   -- every state first, then enter succeeded.
@@ -281,6 +282,7 @@ if (redis.call('HGET', job, 'okey') or '') ~= ARGV[12] then
   return redis.error_reply('ordering key mismatch: the delivery does not come from Fetch')
 end
 redis.call('HDEL', KEYS[9], id)
+untoken(KEYS[9])
 redis.call('ZREM', KEYS[10], id)
 local mode = ARGV[5]
 local function finish(to)

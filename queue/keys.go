@@ -17,7 +17,8 @@ import (
 //	offload:{q}:ready                zset   runnable jobs, score = priority/time order
 //	offload:{q}:scheduled            zset   jobs waiting for run_at or a retry backoff, score = due ms
 //	offload:{q}:leased               zset   jobs held by a worker, score = lease deadline ms
-//	offload:{q}:tokens               hash   job id -> fencing token of its current lease
+//	offload:{q}:tokens               hash   job id -> fencing token of its current lease, and the
+//	                                        marker field "~" while any lease is held
 //	offload:{q}:seq                  string fencing token counter
 //	offload:{q}:meta                 hash   queue settings (paused)
 //	offload:{q}:st:{state}           zset   jobs in one state, score = created ms (each job in exactly one)
@@ -118,7 +119,22 @@ func ScheduledKey(q string) string { return qk(q, "scheduled") }
 func LeasedKey(q string) string { return qk(q, "leased") }
 
 // TokensKey maps the leased jobs of q to their fencing tokens.
+//
+// While it holds any token it also holds the field TokensMarker, whose value
+// is longer than Redis's hash-max-listpack-value (64 bytes by default): that
+// keeps the hash a hash table. As a listpack (up to 128 fields by default,
+// which a busy pool's leases fill) every lookup of a batch's tokens would
+// scan it, comparing ids that share their first 18 bytes. The scripts that
+// end leases delete the key once the marker is all it holds.
 func TokensKey(q string) string { return qk(q, "tokens") }
+
+// TokensMarker is the field of the tokens hash that keeps it a hash table
+// (see TokensKey). No job id can equal it.
+const TokensMarker = "~"
+
+// tokensPad is the marker's value: longer than any hash-max-listpack-value
+// an operator is likely to set.
+var tokensPad = strings.Repeat("~", 256)
 
 // SeqKey is the fencing token counter of q.
 func SeqKey(q string) string { return qk(q, "seq") }

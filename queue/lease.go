@@ -59,7 +59,8 @@ end
 // leaseScript takes up to n jobs off the ready set and leases them. It touches
 // only queue-level keys: the job records are updated by startScript, whose
 // keys the caller can name once it knows the ids. The batch takes one block
-// of fencing tokens (one INCRBY) and is recorded with one HSET and one ZADD.
+// of fencing tokens (one INCRBY) and is recorded with one HSET and one ZADD
+// (and an HSETNX of the tokens hash's marker: TokensKey).
 // It takes the jobs with ZRANGE and ZREMRANGEBYRANK, not ZPOPMIN: the same
 // jobs in the same order, without the scores that ZPOPMIN would format as
 // text for Lua to throw away (3% of the Redis time per job at batches of
@@ -82,6 +83,7 @@ for i = 1, n do
   out[2*i-1], out[2*i] = id, tostring(first + i)
   leased[2*i-1], leased[2*i] = deadline, id
 end
+redis.call('HSETNX', KEYS[3], '` + TokensMarker + `', '` + tokensPad + `')
 many('HSET', KEYS[3], out)
 many('ZADD', KEYS[2], leased)
 return out
@@ -133,6 +135,7 @@ end
 if #gone > 0 then
   many('HDEL', KEYS[9], gone)
   many('ZREM', KEYS[10], gone)
+  untoken(KEYS[9])
 end
 return out
 `)

@@ -17,6 +17,8 @@ import (
 //	                            let a runnable job with ordering key okey take
 //	                            the key's turn (true: the caller makes it ready)
 //	                            or wait in the key's lane (false)
+//	untoken(tokens)             after leases ended: delete the tokens hash when
+//	                            only its marker is left (TokensKey)
 //	release(id, okey, holder, lane, ready, now, wake, queue)
 //	                            end id's turn if it holds it: hand the turn to
 //	                            the oldest job of the lane (made ready, with a
@@ -43,6 +45,11 @@ local function score(prio, now)
 end
 local function readyscore(job, now)
   return score(redis.call('HGET', job, 'prio') or '0', now)
+end
+local function untoken(tokens)
+  if redis.call('HLEN', tokens) == 1 and redis.call('HEXISTS', tokens, '` + TokensMarker + `') == 1 then
+    redis.call('DEL', tokens)
+  end
 end
 ` + luaGate + `
 local function release(id, okey, holder, lane, ready, now, wake, queue)

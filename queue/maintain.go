@@ -102,6 +102,7 @@ for i = 9, #ARGV, 2 do
     n = n + 1
     redis.call('ZREM', KEYS[9], id)
     redis.call('HDEL', KEYS[10], id)
+    untoken(KEYS[10])
     local st = redis.call('HGET', job, 'state')
     if st then
       local attempt = tonumber(redis.call('HGET', job, 'attempt') or '0')
