@@ -102,7 +102,6 @@ for i = 9, #ARGV, 2 do
     n = n + 1
     redis.call('ZREM', KEYS[9], id)
     redis.call('HDEL', KEYS[10], id)
-    untoken(KEYS[10])
     local st = redis.call('HGET', job, 'state')
     if st then
       local attempt = tonumber(redis.call('HGET', job, 'attempt') or '0')
@@ -135,6 +134,7 @@ for i = 9, #ARGV, 2 do
     end
   end
 end
+if n > 0 then untoken(KEYS[10]) end
 if empty and requeued > 0 then redis.call('PUBLISH', ARGV[3], ARGV[5]) end
 return n
 `)

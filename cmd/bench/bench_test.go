@@ -5,7 +5,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,22 +54,10 @@ func startMeter(b *testing.B, rdb redis.UniversalClient) *cpuMeter {
 // on its own line (Redis keeps no separate count for it); `bench engine
 // -commandstats` shows the lines apart.
 func redisCommandTime(rdb redis.UniversalClient) time.Duration {
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		return 0
-	}
 	var total time.Duration
-	for line := range strings.Lines(info) {
-		_, stats, ok := strings.Cut(line, ":")
-		if !ok || !strings.HasPrefix(line, "cmdstat_") || strings.HasPrefix(line, "cmdstat_info:") ||
-			strings.HasPrefix(line, "cmdstat_config") {
-			continue
-		}
-		for kv := range strings.SplitSeq(stats, ",") {
-			if v, ok := strings.CutPrefix(kv, "usec="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				total += time.Duration(n) * time.Microsecond
-			}
+	for name, st := range commandStats(context.Background(), rdb) {
+		if name != "info" && !strings.HasPrefix(name, "config") {
+			total += time.Duration(st[1]) * time.Microsecond
 		}
 	}
 	return total

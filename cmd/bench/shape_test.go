@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,7 +28,8 @@ import (
 //   - asynq: asynq.Client.EnqueueContext (EXISTS, HSET, LPUSH).
 //
 // The two middle shapes are not Offload's code: they are the shipped script
-// with one write removed or replaced, run with the same keys and arguments.
+// (enqueueOneScript in queue/enqueue.go) with one write removed or replaced,
+// run with the same keys and arguments; keep them in step with it.
 //
 //	go test -run '^$' -bench EnqueueShape -benchtime 20000x -count 5 ./cmd/bench/
 func BenchmarkEnqueueShape(b *testing.B) {
@@ -91,31 +90,9 @@ func shapeLoop(b *testing.B, rdb *redis.Client, enqueue func() error) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(commandUsec(b, rdb, "evalsha")/float64(b.N), "evalsha-µs/op")
-}
-
-// commandUsec returns the microseconds Redis spent in command cmd since the
-// last CONFIG RESETSTAT (INFO commandstats).
-func commandUsec(b *testing.B, rdb *redis.Client, cmd string) float64 {
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		b.Fatal(err)
+	st, ok := commandStats(ctx, rdb)["evalsha"]
+	if !ok {
+		b.Fatal("no evalsha line in INFO commandstats")
 	}
-	for line := range strings.Lines(info) {
-		stats, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":")
-		if !ok {
-			continue
-		}
-		for kv := range strings.SplitSeq(stats, ",") {
-			if v, ok := strings.CutPrefix(kv, "usec="); ok {
-				n, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					b.Fatal(err)
-				}
-				return n
-			}
-		}
-	}
-	b.Fatalf("no %s line in INFO commandstats", cmd)
-	return 0
+	b.ReportMetric(float64(st[1])/float64(b.N), "evalsha-µs/op")
 }
