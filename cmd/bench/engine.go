@@ -81,7 +81,7 @@ func parseEngineFlags(args []string) (engineFlags, error) {
 	fs.IntVar(&f.fillWorkers, "fill-workers", 32, "goroutines enqueueing each backlog (not measured)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the results as JSON instead of a table")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "",
-		"write a CPU profile of each measured processing/priority window to PREFIX-<system>-<case>.pprof")
+		"write a CPU profile of each measured processing, priority and enqueue window to PREFIX-<system>-<case>.pprof")
 	fs.BoolVar(&f.commandstats, "commandstats", false,
 		"print Redis INFO commandstats of every measured window (calls and µs per job, µs per call)")
 	if err := fs.Parse(args); err != nil {
@@ -541,7 +541,7 @@ func engineCases(f engineFlags, er *engineRedis) []*engineCase {
 			n := f.enqueueJobs
 			cases = append(cases, &engineCase{Test: "enqueue", Config: fmt.Sprintf("%d goroutine(s)", g), Jobs: n,
 				run: func(ctx context.Context, sys engineSystem, name string, _ *engineRow) (engineRound, error) {
-					w := newWindow(f, er, name, "", false)
+					w := newWindow(f, er, name, fmt.Sprintf("enqueue-g%d", g), true)
 					err := sys.enqueue(ctx, n, g, w)
 					return w.round(n), err
 				}})
