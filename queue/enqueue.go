@@ -233,7 +233,65 @@ func (b *batcher) drain(own *enqueueReq) {
 // enqueueBatch stores a batch: one script call per queue, pipelined when
 // the batch spans queues (a lone job to run now without an ordering key:
 // enqueueOneScript). Every request is answered.
+//
+// A batch may name one id twice (concurrent calls with an id of their own):
+// only its first request goes to Redis, and the others are answered as a
+// later call would be, once the first's answer is known: ErrExists, or the
+// first's error when the job may not be stored. In one script call, the
+// second write would overwrite the first's record and both would be told
+// "queued".
 func (q *Queue) enqueueBatch(batch []*enqueueReq) {
+	batch, dups := firstOfEachID(batch)
+	q.storeBatch(batch)
+	answerDuplicates(dups)
+}
+
+// duplicate is a request whose id an earlier request of its batch names.
+type duplicate struct{ r, first *enqueueReq }
+
+// answerDuplicates answers each duplicate from its first request's answer,
+// which must be known: ErrExists, or the first's error when the job may not
+// have been stored.
+func answerDuplicates(dups []duplicate) {
+	for _, d := range dups {
+		if err := d.first.err; err != nil && !errors.Is(err, ErrExists) {
+			d.r.err = err
+		} else {
+			d.r.err = ErrExists
+		}
+		close(d.r.done)
+	}
+}
+
+// firstOfEachID splits batch into the first request of each id and the
+// others.
+func firstOfEachID(batch []*enqueueReq) ([]*enqueueReq, []duplicate) {
+	if len(batch) < 2 {
+		return batch, nil
+	}
+	byID := make(map[string]*enqueueReq, len(batch))
+	var dups []duplicate
+	for _, r := range batch {
+		if first, ok := byID[r.job.ID]; ok {
+			dups = append(dups, duplicate{r, first})
+		} else {
+			byID[r.job.ID] = r
+		}
+	}
+	if len(dups) == 0 {
+		return batch, nil
+	}
+	firsts := make([]*enqueueReq, 0, len(byID))
+	for _, r := range batch {
+		if byID[r.job.ID] == r {
+			firsts = append(firsts, r)
+		}
+	}
+	return firsts, dups
+}
+
+// storeBatch stores a batch whose ids are distinct.
+func (q *Queue) storeBatch(batch []*enqueueReq) {
 	ctx := context.Background()
 	if len(batch) == 1 && batch[0].runAt == 0 && batch[0].job.OrderingKey == "" {
 		q.enqueueOne(ctx, batch[0])

@@ -134,6 +134,55 @@ func TestEnqueueGroupCommit(t *testing.T) {
 	}
 }
 
+// TestEnqueueSameIDConcurrently: concurrent calls with one id of their own
+// meet in one batch; one job is stored, with the record of the call told
+// it was, and the other call gets ErrExists. (In one script call the second
+// write would replace the first's record, and both calls would be told
+// "queued".)
+func TestEnqueueSameIDConcurrently(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	var scripts atomic.Int64
+	rdb.AddHook(slowScripts{calls: &scripts, delay: 50 * time.Millisecond})
+	q := queue.New(rdb, queue.Options{})
+	if _, err := q.Enqueue(t.Context(), queue.NewJob{Queue: "default", Kind: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		id := q.NewID("default")
+		// A call in flight holds the batcher's flights; the two calls with
+		// the id wait for it and leave together.
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() { _, _ = q.Enqueue(t.Context(), queue.NewJob{Queue: "default", Kind: "k"}) })
+		}
+		time.Sleep(10 * time.Millisecond)
+		kinds := []string{"a", "b"}
+		errs := make([]error, 2)
+		for i := range 2 {
+			wg.Go(func() { _, errs[i] = q.Enqueue(t.Context(), queue.NewJob{Queue: "default", ID: id, Kind: kinds[i]}) })
+		}
+		wg.Wait()
+		rec := rdb.HGet(t.Context(), queue.JobKey("default", id), "kind").Val()
+		stored := -1
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				if stored >= 0 {
+					t.Fatalf("round %d: both calls with id %s were told it was stored", round, id)
+				}
+				stored = i
+			case !errors.Is(err, queue.ErrExists):
+				t.Fatalf("round %d, call %d: %v", round, i, err)
+			}
+		}
+		if stored < 0 || rec != kinds[stored] {
+			t.Fatalf("round %d: record of kind %q; calls answered %v", round, rec, errs)
+		}
+	}
+}
+
 // TestEnqueueCanceledContext: a call whose context is done before its job
 // is handed to a batch stores nothing and says so.
 func TestEnqueueCanceledContext(t *testing.T) {
