@@ -1,7 +1,9 @@
 package queue_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -21,6 +23,7 @@ func TestBatchTransitions(t *testing.T) {
 		{"complete_many_mixed_shapes", testCompleteManyMixed},
 		{"batches_past_the_lua_unpack_limit", testBigBatch},
 		{"enqueue_batch_checks_each_job_only_when_a_key_exists", testEnqueueBatchExisting},
+		{"enqueue_many_answers_each_job_and_stores_an_id_once", testEnqueueMany},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -173,7 +176,7 @@ func testEnqueueBatchExisting(t *testing.T, e *env) {
 	holder := e.enqueue(queue.NewJob{Queue: q, Kind: "k", OrderingKey: "key"})
 	before := e.snapshot(q, old.ID)
 
-	res, errs := e.q.EnqueueTogether(e.ctx, []queue.NewJob{
+	res, errs := e.q.EnqueueMany(e.ctx, []queue.NewJob{
 		{Queue: q, Kind: "k"},
 		{Queue: q, Kind: "other", ID: old.ID},
 		{Queue: q, Kind: "k", OrderingKey: "key"},
@@ -197,7 +200,7 @@ func testEnqueueBatchExisting(t *testing.T, e *env) {
 	e.wantOrder(q, "key", holder.ID, res[2].ID)
 
 	// All new: one EXISTS for the batch, every job stored.
-	res, errs = e.q.EnqueueTogether(e.ctx, []queue.NewJob{{Queue: q, Kind: "k"}, {Queue: q, Kind: "k"}})
+	res, errs = e.q.EnqueueMany(e.ctx, []queue.NewJob{{Queue: q, Kind: "k"}, {Queue: q, Kind: "k"}})
 	for i := range res {
 		if errs[i] != nil {
 			t.Fatalf("new job %d: %v", i, errs[i])
@@ -205,7 +208,7 @@ func testEnqueueBatchExisting(t *testing.T, e *env) {
 		e.wantState(q, res[i].ID, "queued")
 	}
 	// Alone, a duplicate is refused too.
-	if _, errs = e.q.EnqueueTogether(e.ctx, []queue.NewJob{{Queue: q, Kind: "other", ID: old.ID}}); !errors.Is(errs[0], queue.ErrExists) {
+	if _, errs = e.q.EnqueueMany(e.ctx, []queue.NewJob{{Queue: q, Kind: "other", ID: old.ID}}); !errors.Is(errs[0], queue.ErrExists) {
 		t.Errorf("a lone existing id: %v, want ErrExists", errs[0])
 	}
 	if got := e.zcard(queue.ReadyKey(q)); got != 5 {
@@ -294,5 +297,88 @@ func testCompleteManyMixed(t *testing.T, e *env) {
 	}
 	if len(got) != 2 || !got[nextX] || !got[nextY] {
 		t.Errorf("after the batch, fetched %v; want the next jobs of both keys, %s and %s", got, nextX, nextY)
+	}
+}
+
+// testEnqueueMany: EnqueueMany stores a set of jobs larger than one chunk,
+// across two queues, and answers each as Enqueue would: a bad job is
+// refused alone, an id named twice (in one chunk, and in two) is stored
+// once with its first job's record and the later job gets ErrExists, the
+// jobs of an ordering key keep their order across chunks. With its context
+// done, it stores nothing.
+func testEnqueueMany(t *testing.T, e *env) {
+	qs := []string{"many-a", "many-b"}
+	e.mu.Lock()
+	for _, q := range qs {
+		e.queues[q] = true
+	}
+	e.mu.Unlock()
+	const n = 600
+	near, far := e.q.NewID("many-a"), e.q.NewID("many-a")
+	jobs := make([]queue.NewJob, n)
+	for i := range jobs {
+		jobs[i] = queue.NewJob{Queue: qs[i%2], Kind: "k", Args: []byte(fmt.Sprintf(`{"i":%d}`, i))}
+	}
+	jobs[3].Queue = "bad name"
+	jobs[10].ID, jobs[12].ID, jobs[12].Kind = near, near, "other" // one chunk
+	jobs[20].ID, jobs[500].ID = far, far                          // two chunks; the same kind at the same (fake) millisecond
+	ordered := []int{5, 9, 301, 599}                              // queue many-b; chunks 1, 1, 2 and 3 of 256 jobs
+	for _, i := range ordered {
+		jobs[i].OrderingKey = "key"
+	}
+	jobs[7].RunAt = e.clock.Now().Add(time.Hour)
+
+	res, errs := e.q.EnqueueMany(e.ctx, jobs)
+	if len(res) != n || len(errs) != n {
+		t.Fatalf("%d answers and %d errors for %d jobs", len(res), len(errs), n)
+	}
+	want := map[string]map[string]int{"many-a": {}, "many-b": {}}
+	for i, j := range jobs {
+		switch i {
+		case 3:
+			if !errors.Is(errs[i], queue.ErrBadQueueName) {
+				t.Errorf("job %d, a bad queue name: %v, want ErrBadQueueName", i, errs[i])
+			}
+			continue
+		case 12, 500:
+			if !errors.Is(errs[i], queue.ErrExists) {
+				t.Errorf("job %d, an id named before: %v, want ErrExists", i, errs[i])
+			}
+			continue
+		}
+		state := "queued"
+		if i == 7 {
+			state = "scheduled"
+		}
+		if errs[i] != nil || res[i].State != state || res[i].ID == "" {
+			t.Fatalf("job %d: %+v, %v; want state %s", i, res[i], errs[i], state)
+		}
+		if got := e.job(j.Queue, res[i].ID); got["kind"] != "k" || got["args"] != string(j.Args) {
+			t.Errorf("job %d: record %v, want kind k and args %s", i, got, j.Args)
+		}
+		want[j.Queue][state]++
+	}
+	if res[10].ID != near || res[20].ID != far {
+		t.Errorf("ids %s and %s, want %s and %s", res[10].ID, res[20].ID, near, far)
+	}
+	ids := make([]string, len(ordered))
+	for k, i := range ordered {
+		ids[k] = res[i].ID
+	}
+	e.wantOrder("many-b", "key", ids[0], ids[1:]...)
+	for _, q := range qs {
+		e.wantCounts(q, want[q])
+	}
+
+	ctx, cancel := context.WithCancel(e.ctx)
+	cancel()
+	_, errs = e.q.EnqueueMany(ctx, []queue.NewJob{{Queue: "many-a", Kind: "k"}, {Queue: "many-b", Kind: "k"}})
+	for i, err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("job %d with a done context: %v, want context.Canceled", i, err)
+		}
+	}
+	for _, q := range qs {
+		e.wantCounts(q, want[q])
 	}
 }

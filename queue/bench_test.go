@@ -13,7 +13,7 @@ import (
 var benchArgs = []byte(`{"ms":0,"result":{"ok":true}}`)
 
 // BenchmarkEnqueue measures Enqueue from many goroutines against a real
-// redis-server: one Lua script (and one round trip) per job.
+// redis-server: the calls that meet share script calls (group commit).
 func BenchmarkEnqueue(b *testing.B) {
 	srv := redistest.Start(b)
 	rdb := srv.Client(b)
@@ -31,6 +31,43 @@ func BenchmarkEnqueue(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// BenchmarkEnqueueOneGoroutine measures what one goroutine stores against a
+// real redis-server, one op per job: Enqueue call after call (a round trip
+// each), and EnqueueMany of 256 jobs at a time.
+func BenchmarkEnqueueOneGoroutine(b *testing.B) {
+	srv := redistest.Start(b)
+	rdb := srv.Client(b)
+	ctx := context.Background()
+	job := queue.NewJob{Queue: "bench", Kind: "sleep", Args: benchArgs}
+	b.Run("enqueue", func(b *testing.B) {
+		q := queue.New(rdb, queue.Options{})
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := q.Enqueue(ctx, job); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+	})
+	b.Run("many-256", func(b *testing.B) {
+		q := queue.New(rdb, queue.Options{})
+		jobs := make([]queue.NewJob, 256)
+		for i := range jobs {
+			jobs[i] = job
+		}
+		b.ReportAllocs()
+		for i := 0; i < b.N; i += len(jobs) {
+			_, errs := q.EnqueueMany(ctx, jobs[:min(len(jobs), b.N-i)])
+			for _, err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+	})
 }
 
 // BenchmarkFetchComplete measures the worker's side against a real

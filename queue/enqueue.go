@@ -123,6 +123,55 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (Enqueued, error) {
 	return r.res, r.err
 }
 
+// EnqueueMany stores jobs, of one queue or several, in as few round trips
+// as it can: chunks of up to 256 jobs, each one script call per queue (as
+// concurrent Enqueue calls share them), so that one goroutine can store a
+// large set of jobs at the speed of many. It answers every job, in the order
+// of jobs: res[i] and errs[i] are what Enqueue(ctx, jobs[i]) would have
+// returned. A job refused (a bad queue name or ordering key, an id that
+// exists) does not hold up the others. An id named twice is stored once:
+// the later jobs with it get ErrExists. Jobs with one ordering key keep
+// their order in jobs. Once a chunk is sent, its answers are awaited
+// whatever happens to ctx; the jobs of the chunks not sent when ctx is done
+// get its error, and nothing of them is stored.
+func (q *Queue) EnqueueMany(ctx context.Context, jobs []NewJob) (res []Enqueued, errs []error) {
+	res, errs = make([]Enqueued, len(jobs)), make([]error, len(jobs))
+	reqs := make([]*enqueueReq, len(jobs))
+	valid := make([]*enqueueReq, 0, len(jobs))
+	for i, j := range jobs {
+		r, err := q.prepare(j)
+		if err == nil {
+			err = q.remember(ctx, r.job.Queue)
+		}
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		reqs[i] = r
+		valid = append(valid, r)
+	}
+	firsts, dups := firstOfEachID(valid)
+	for len(firsts) > 0 {
+		chunk := firsts[:min(len(firsts), q.enq.maxBatch)]
+		firsts = firsts[len(chunk):]
+		if err := ctx.Err(); err != nil {
+			for _, r := range chunk {
+				r.err = err
+				close(r.done)
+			}
+			continue
+		}
+		q.storeBatch(chunk)
+	}
+	answerDuplicates(dups)
+	for i, r := range reqs {
+		if r != nil {
+			res[i], errs[i] = r.res, r.err
+		}
+	}
+	return res, errs
+}
+
 // enqueueReq is one job on its way to Redis, and its answer.
 type enqueueReq struct {
 	job          NewJob

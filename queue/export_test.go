@@ -46,27 +46,3 @@ func (q *Queue) StartLeased(ctx context.Context, name string, pairs []string) (i
 	}
 	return started, nil
 }
-
-// EnqueueTogether stores jobs as one batch (one script call per queue), as
-// concurrent Enqueue calls that meet in the batcher are stored, and returns
-// each job's answer.
-func (q *Queue) EnqueueTogether(ctx context.Context, jobs []NewJob) ([]Enqueued, []error) {
-	rs := make([]*enqueueReq, len(jobs))
-	for i, j := range jobs {
-		r, err := q.prepare(j)
-		if err == nil {
-			err = q.remember(ctx, j.Queue)
-		}
-		if err != nil {
-			return nil, []error{err}
-		}
-		rs[i] = r
-	}
-	q.enqueueBatch(rs)
-	res, errs := make([]Enqueued, len(rs)), make([]error, len(rs))
-	for i, r := range rs {
-		<-r.done
-		res[i], errs[i] = r.res, r.err
-	}
-	return res, errs
-}
