@@ -330,6 +330,12 @@ func testEnqueueRejects(t *testing.T, e *env) {
 		t.Errorf("the same write again = %+v, %v; want %+v", again, err, en)
 	}
 	e.wantCounts(q, map[string]int{"queued": 1})
+	// Another call with the id and the kind in the same millisecond, but
+	// other args, is not that write: refused, the record untouched.
+	if _, err := e.q.Enqueue(e.ctx, queue.NewJob{ID: en.ID, Queue: q, Kind: "k", Args: []byte(`2`)}); !errors.Is(err, queue.ErrExists) {
+		t.Errorf("Enqueue of an existing id with other args = %v, want ErrExists", err)
+	}
+	e.wantFields(q, en.ID, map[string]string{"kind": "k", "args": "1"})
 	// Once it runs, its queue's ready set is empty: its id is still taken.
 	e.fetchOne(q, en.ID)
 	if _, err := e.q.Enqueue(e.ctx, queue.NewJob{ID: en.ID, Queue: q, Kind: "other", Args: []byte(`2`)}); !errors.Is(err, queue.ErrExists) {

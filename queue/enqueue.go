@@ -512,11 +512,13 @@ func (q *Queue) answer(ctx context.Context, r *enqueueReq, nowMS, code int64, er
 
 // ownRetry tells our own write, landed by a client retry after a lost reply
 // (go-redis re-sends a script whose answer timed out), from a job that
-// existed before: the record of our write carries this call's kind and
-// creation time. Our own write is a success — the job is accepted and must
-// not be answered with an error that invites a duplicate.
+// existed before: the record of our write carries this call's kind, args
+// and creation time. Our own write is a success — the job is accepted and
+// must not be answered with an error that invites a duplicate. Another call
+// with the id, the kind and the args in the same millisecond is told the
+// same: the job it asked for is stored, once.
 func (q *Queue) ownRetry(ctx context.Context, j NewJob, nowMS, runAt int64) (Enqueued, error) {
-	v, err := q.rdb.HMGet(ctx, JobKey(j.Queue, j.ID), "kind", "created").Result()
+	v, err := q.rdb.HMGet(ctx, JobKey(j.Queue, j.ID), "kind", "created", "args").Result()
 	if err != nil {
 		return Enqueued{}, fmt.Errorf("enqueue %s: %w", j.ID, err)
 	}
@@ -524,6 +526,9 @@ func (q *Queue) ownRetry(ctx context.Context, j NewJob, nowMS, runAt int64) (Enq
 		return Enqueued{}, ErrExists
 	}
 	if created, _ := v[1].(string); created != strconv.FormatInt(nowMS, 10) {
+		return Enqueued{}, ErrExists
+	}
+	if args, _ := v[2].(string); args != string(j.Args) {
 		return Enqueued{}, ErrExists
 	}
 	e := Enqueued{ID: j.ID, State: "queued", CreatedAt: time.UnixMilli(nowMS)}
