@@ -336,13 +336,35 @@ func testEnqueueRejects(t *testing.T, e *env) {
 		t.Errorf("Enqueue of an existing id with other args = %v, want ErrExists", err)
 	}
 	e.wantFields(q, en.ID, map[string]string{"kind": "k", "args": "1"})
+	// So is one that differs in any other field the enqueue writes.
+	for _, other := range []queue.NewJob{{Priority: 5}, {MaxAttempts: 9}, {Timeout: time.Minute},
+		{RunAt: e.clock.Now().Add(time.Hour)}, {OrderingKey: "o"}, {Version: 2}, {Parent: "p"}} {
+		other.ID, other.Queue, other.Kind, other.Args = en.ID, q, "k", []byte(`1`)
+		if _, err := e.q.Enqueue(e.ctx, other); !errors.Is(err, queue.ErrExists) {
+			t.Errorf("Enqueue of an existing id, differing in %+v = %v, want ErrExists", other, err)
+		}
+	}
+	e.wantFields(q, en.ID, map[string]string{"kind": "k", "args": "1", "prio": "", "max": "1", "run_at": "", "okey": ""})
+	e.wantCounts(q, map[string]int{"queued": 1})
+	// A scheduled job's write again is its own too.
+	sch := e.enqueue(queue.NewJob{Queue: q, Kind: "k", RunAt: e.clock.Now().Add(time.Hour)})
+	again, err = e.q.Enqueue(e.ctx, queue.NewJob{ID: sch.ID, Queue: q, Kind: "k", RunAt: e.clock.Now().Add(time.Hour)})
+	if err != nil || again.State != "scheduled" || !again.RunAt.Equal(sch.RunAt) {
+		t.Errorf("the same scheduled write again = %+v, %v; want %+v", again, err, sch)
+	}
+	if _, err := e.q.Enqueue(e.ctx, queue.NewJob{ID: sch.ID, Queue: q, Kind: "k", RunAt: e.clock.Now().Add(2 * time.Hour)}); !errors.Is(err, queue.ErrExists) {
+		t.Errorf("Enqueue of a scheduled id with another run_at = %v, want ErrExists", err)
+	}
+	if _, err := e.q.Cancel(e.ctx, sch.ID); err != nil {
+		t.Fatal(err)
+	}
 	// Once it runs, its queue's ready set is empty: its id is still taken.
 	e.fetchOne(q, en.ID)
 	if _, err := e.q.Enqueue(e.ctx, queue.NewJob{ID: en.ID, Queue: q, Kind: "other", Args: []byte(`2`)}); !errors.Is(err, queue.ErrExists) {
 		t.Errorf("Enqueue of the id of a running job = %v, want ErrExists", err)
 	}
 	e.wantFields(q, en.ID, map[string]string{"kind": "k", "state": "running"})
-	e.wantCounts(q, map[string]int{"running": 1})
+	e.wantCounts(q, map[string]int{"running": 1, "canceled": 1})
 	for _, bad := range []string{"", "Bad", "a.b", "a{b}", strings.Repeat("x", 65)} {
 		if _, err := e.q.Enqueue(e.ctx, queue.NewJob{Queue: bad, Kind: "k"}); !errors.Is(err, queue.ErrBadQueueName) {
 			t.Errorf("Enqueue into %q = %v, want ErrBadQueueName", bad, err)

@@ -130,10 +130,11 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (Enqueued, error) {
 // of jobs: res[i] and errs[i] are what Enqueue(ctx, jobs[i]) would have
 // returned. A job refused (a bad queue name or ordering key, an id that
 // exists) does not hold up the others. An id named twice is stored once:
-// the later jobs with it get ErrExists. Jobs with one ordering key keep
-// their order in jobs. Once a chunk is sent, its answers are awaited
-// whatever happens to ctx; the jobs of the chunks not sent when ctx is done
-// get its error, and nothing of them is stored.
+// the later jobs with it get ErrExists (or, when the first was not stored,
+// the first's error). Jobs with one ordering key keep their order in jobs.
+// A job's creation time is when its chunk was sent. Once a chunk is sent,
+// its answers are awaited whatever happens to ctx; the jobs of the chunks
+// not sent when ctx is done get its error, and nothing of them is stored.
 func (q *Queue) EnqueueMany(ctx context.Context, jobs []NewJob) (res []Enqueued, errs []error) {
 	res, errs = make([]Enqueued, len(jobs)), make([]error, len(jobs))
 	reqs := make([]*enqueueReq, len(jobs))
@@ -160,6 +161,10 @@ func (q *Queue) EnqueueMany(ctx context.Context, jobs []NewJob) (res []Enqueued,
 				close(r.done)
 			}
 			continue
+		}
+		now := q.opts.Clock().UnixMilli()
+		for _, r := range chunk {
+			r.nowMS = now
 		}
 		q.storeBatch(chunk)
 	}
@@ -512,30 +517,57 @@ func (q *Queue) answer(ctx context.Context, r *enqueueReq, nowMS, code int64, er
 
 // ownRetry tells our own write, landed by a client retry after a lost reply
 // (go-redis re-sends a script whose answer timed out), from a job that
-// existed before: the record of our write carries this call's kind, args
-// and creation time. Our own write is a success — the job is accepted and
-// must not be answered with an error that invites a duplicate. Another call
-// with the id, the kind and the args in the same millisecond is told the
-// same: the job it asked for is stored, once.
+// existed before: the record of our write holds this call's creation time
+// and every field this call wrote (kind, args, priority, run_at, ...). Our
+// own write is a success — the job is accepted and must not be answered
+// with an error that invites a duplicate. Another call that asked for the
+// very same job in the same millisecond is told the same: the job it asked
+// for is stored, once. Any difference is ErrExists.
 func (q *Queue) ownRetry(ctx context.Context, j NewJob, nowMS, runAt int64) (Enqueued, error) {
-	v, err := q.rdb.HMGet(ctx, JobKey(j.Queue, j.ID), "kind", "created", "args").Result()
+	want := map[string]string{"created": strconv.FormatInt(nowMS, 10)}
+	if runAt > 0 {
+		want["run_at"] = strconv.FormatInt(runAt, 10)
+	}
+	fields := appendRecordFields(nil, j)
+	for i := 0; i < len(fields); i += 2 {
+		want[fields[i].(string)] = fieldString(fields[i+1])
+	}
+	v, err := q.rdb.HMGet(ctx, JobKey(j.Queue, j.ID), creationFields...).Result()
 	if err != nil {
 		return Enqueued{}, fmt.Errorf("enqueue %s: %w", j.ID, err)
 	}
-	if kind, _ := v[0].(string); kind != j.Kind {
-		return Enqueued{}, ErrExists
-	}
-	if created, _ := v[1].(string); created != strconv.FormatInt(nowMS, 10) {
-		return Enqueued{}, ErrExists
-	}
-	if args, _ := v[2].(string); args != string(j.Args) {
-		return Enqueued{}, ErrExists
+	for i, f := range creationFields {
+		if got, _ := v[i].(string); got != want[f] {
+			return Enqueued{}, ErrExists
+		}
 	}
 	e := Enqueued{ID: j.ID, State: "queued", CreatedAt: time.UnixMilli(nowMS)}
 	if runAt > 0 {
 		e.State, e.RunAt = "scheduled", time.UnixMilli(runAt)
 	}
 	return e, nil
+}
+
+// creationFields are the fields of a job's record that its enqueue writes:
+// those of appendRecordFields, the creation time and a scheduled job's
+// run_at (which a retry's backoff changes later: a record that moved on
+// reads as another job's, ErrExists, the safe answer).
+var creationFields = []string{"created", "run_at", "kind", "args", "ver", "prio", "max", "timeout",
+	"target_kind", "parent", "okey"}
+
+// fieldString is v, a value of appendRecordFields, as Redis stores it.
+func fieldString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	case int:
+		return strconv.Itoa(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	}
+	panic(fmt.Sprintf("queue: record field of type %T", v))
 }
 
 // handoffScript stores a new job already leased to the caller, when the
