@@ -102,12 +102,8 @@ func testConcurrentEnqueue(t *testing.T, e *env) {
 // while the first call's script is slowed down, the others gather, and go
 // in a few batches instead of one call each.
 func TestEnqueueGroupCommit(t *testing.T) {
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
 	var scripts atomic.Int64
-	rdb.AddHook(slowScripts{calls: &scripts, delay: 50 * time.Millisecond})
-	q := queue.New(rdb, queue.Options{})
+	q, rdb := slowQueue(t, &scripts)
 	const n = 64
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -140,12 +136,8 @@ func TestEnqueueGroupCommit(t *testing.T) {
 // write would replace the first's record, and both calls would be told
 // "queued".)
 func TestEnqueueSameIDConcurrently(t *testing.T) {
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
 	var scripts atomic.Int64
-	rdb.AddHook(slowScripts{calls: &scripts, delay: 50 * time.Millisecond})
-	q := queue.New(rdb, queue.Options{})
+	q, rdb := slowQueue(t, &scripts)
 	if _, err := q.Enqueue(t.Context(), queue.NewJob{Queue: "default", Kind: "k"}); err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +194,17 @@ func TestEnqueueCanceledContext(t *testing.T) {
 	if got := rdb.ZCard(t.Context(), queue.ReadyKey("default")).Val(); got != 1 {
 		t.Fatalf("%d jobs ready, want 1", got)
 	}
+}
+
+// slowQueue returns a Queue over miniredis whose script calls are counted
+// in calls and each slowed down by 50 ms, and its client.
+func slowQueue(t *testing.T, calls *atomic.Int64) (*queue.Queue, *redis.Client) {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	rdb.AddHook(slowScripts{calls: calls, delay: 50 * time.Millisecond})
+	return queue.New(rdb, queue.Options{}), rdb
 }
 
 // slowScripts counts script calls and slows each down.
