@@ -300,18 +300,18 @@ func attemptErrors(t *testing.T, rdb *redis.Client, id string) []string {
 	return errs
 }
 
-// TestReportIterationRunSlices: with MAX_RUN_SLICE=100ms a million-row
-// report is handed back to its queue at a checkpoint several times, never
-// consuming an attempt, and counts every row exactly once. The slice must
-// be under the report's whole work on the fastest machine this runs on
-// (about 230 ms, 90 of them reading the 18 MB of args, on the fastest seen;
-// a slice of 300ms let it finish in one delivery and the test see no
-// requeue). On a slow machine, where reading the args alone takes longer
-// than the slice, every delivery takes one step of 10,000 rows: 100
-// deliveries, well within bigReportTimeout.
+// TestReportIterationRunSlices: with MAX_RUN_SLICE=25ms a million-row
+// report is handed back to its queue at a checkpoint many times, never
+// consuming an attempt, and counts every row exactly once. The slice is
+// shorter than a delivery's reading of the 18 MB of args on any machine
+// this runs on (about 90 ms here, where the whole report takes about 230
+// ms in one delivery): every delivery then takes one step of 10,000 rows
+// and yields, 100 deliveries however fast the machine is (about 15 s here;
+// a slice of 300ms let this host finish in one delivery, and 100ms would
+// on a machine 2.5 times as fast).
 func TestReportIterationRunSlices(t *testing.T) {
 	// Not parallel: see TestReportIterationSurvivesKill.
-	const slice = 100 * time.Millisecond
+	const slice = 25 * time.Millisecond
 	csv, want := bigReport(t)
 	a, ws := startTiers(t, 1, map[string]string{"BODY_LIMIT": bigBodyLimit, "MAX_RUN_SLICE": slice.String()})
 	rdb := a.Redis.Client(t)
