@@ -555,19 +555,13 @@ func (q *Queue) ownRetry(ctx context.Context, j NewJob, nowMS, runAt int64) (Enq
 var creationFields = []string{"created", "run_at", "kind", "args", "ver", "prio", "max", "timeout",
 	"target_kind", "parent", "okey"}
 
-// fieldString is v, a value of appendRecordFields, as Redis stores it.
+// fieldString is v, a value of appendRecordFields (a string, []byte or
+// integer), as Redis stores it.
 func fieldString(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	case int:
-		return strconv.Itoa(v)
-	case int64:
-		return strconv.FormatInt(v, 10)
+	if b, ok := v.([]byte); ok {
+		return string(b)
 	}
-	panic(fmt.Sprintf("queue: record field of type %T", v))
+	return fmt.Sprint(v)
 }
 
 // handoffScript stores a new job already leased to the caller, when the
