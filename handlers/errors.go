@@ -1,13 +1,10 @@
 package handlers
 
 import (
-	"context"
 	"errors"
-	"net"
 	"net/http"
 
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/offload-dev/offload/api"
@@ -68,29 +65,12 @@ func problemFor(err error) *api.Problem {
 			return api.NewProblem(e.typ, e.status, e.title, err.Error())
 		}
 	}
-	if unavailable(err) {
+	if queue.Unavailable(err) {
 		return api.NewProblem(api.TypeUnavailable, http.StatusServiceUnavailable, "Service unavailable",
 			"the job store cannot be reached; retry later")
 	}
 	return api.NewProblem(api.TypeInternal, http.StatusInternalServerError, "Internal error",
 		"an unexpected error occurred; it has been logged")
-}
-
-// unavailable reports whether err means Redis could not serve the request
-// for now: unreachable or too slow, or answering that it cannot (a Redis
-// Cluster with a slot uncovered, a failover under way, a dataset loading).
-func unavailable(err error) bool {
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
-		return true
-	}
-	for _, prefix := range []string{"CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING"} {
-		if redis.HasErrorPrefix(err, prefix) {
-			return true
-		}
-	}
-	return false
 }
 
 // retryAfterUnavailable is the Retry-After of a 503: Redis outages that

@@ -352,7 +352,11 @@ func (p *Pool) flush(batch []ack) {
 		for _, a := range batch[:n] {
 			cs = append(cs, a.c)
 		}
-		errs, err := p.q.CompleteMany(ctx, name, cs)
+		var errs []error
+		err := persist(ctx, func(ctx context.Context) (err error) {
+			errs, err = p.q.CompleteMany(ctx, name, cs)
+			return err
+		})
 		for i, a := range batch[:n] {
 			werr := err
 			if err == nil {
@@ -945,11 +949,46 @@ func (p *Pool) record(ctx context.Context, d *queue.Delivery, began time.Time, e
 		}
 		// Final writes outlive the attempt's context, with their own bound.
 		wctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		state, werr = p.q.Fail(wctx, d, mode, p.q.Now().Add(p.cfg.Backoff(d.Attempt)), cause, doc)
+		werr = persist(wctx, func(ctx context.Context) (err error) {
+			state, err = p.q.Fail(ctx, d, mode, p.q.Now().Add(p.cfg.Backoff(d.Attempt)), cause, doc)
+			return err
+		})
 		stop()
 	}
 	p.finished(d, began, mode, state, err, werr)
 }
+
+// persist makes write, a record of what an attempt did, until it is made,
+// it fails for a reason other than Redis being unavailable
+// (queue.Unavailable), or ctx, which bounds it, is done: an outage shorter
+// than that bound does not turn a success into a lost lease and a second
+// run. A write whose reply was lost and that is made again finds the lease
+// already ended (ErrLeaseLost): what the attempt did was recorded, and the
+// log says "lost".
+func persist(ctx context.Context, write func(context.Context) error) error {
+	wait := persistFirstWait
+	for {
+		err := write(ctx)
+		if err == nil || !queue.Unavailable(err) || errors.Is(err, redis.ErrClosed) || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, persistMaxWait)
+	}
+}
+
+// persistFirstWait and persistMaxWait bound the waits of persist between
+// tries: they double from the first to the second.
+const (
+	persistFirstWait = 50 * time.Millisecond
+	persistMaxWait   = time.Second
+)
 
 // finished reports an attempt that ended with outcome (succeeded, or a Fail
 // mode) and the handler's error err, recorded as state, or not when werr is
