@@ -40,6 +40,7 @@ var conformanceCases = []conformanceCase{
 	{"lifecycle", testLifecycle},
 	{"enqueue_rejects_duplicate_and_bad_name", testEnqueueRejects},
 	{"enqueue_rejects_id_of_another_queue", testEnqueueForeignID},
+	{"enqueue_rounds_timeout_up_to_a_millisecond", testTimeoutRounding},
 	{"fifo_within_priority", testFIFO},
 	{"priority_order", testPriority},
 	{"fetch_at_most_n", testFetchAtMostN},
@@ -395,6 +396,26 @@ func testEnqueueForeignID(t *testing.T, e *env) {
 			if _, err := e.q.Cancel(e.ctx, id); err != nil {
 				t.Errorf("  ... and the job cannot be canceled: Cancel = %v", err)
 			}
+		}
+	}
+}
+
+// testTimeoutRounding: a job's timeout is kept in whole milliseconds,
+// rounded up, so that a timeout under a millisecond still bounds the
+// attempt instead of reading as none.
+func testTimeoutRounding(t *testing.T, e *env) {
+	const q = "timeouts"
+	for _, c := range []struct{ set, want time.Duration }{
+		{time.Nanosecond, time.Millisecond},
+		{100 * time.Microsecond, time.Millisecond},
+		{time.Millisecond, time.Millisecond},
+		{1500 * time.Microsecond, 2 * time.Millisecond},
+		{90 * time.Second, 90 * time.Second},
+		{0, 0},
+	} {
+		en := e.enqueue(queue.NewJob{Queue: q, Kind: "k", Timeout: c.set})
+		if d := e.fetchOne(q, en.ID); d.Timeout != c.want {
+			t.Errorf("timeout %v: delivered with %v, want %v", c.set, d.Timeout, c.want)
 		}
 	}
 }

@@ -464,8 +464,10 @@ func appendOptionalFields(fields []any, j NewJob) []any {
 	if j.MaxAttempts != 1 {
 		fields = append(fields, "max", j.MaxAttempts)
 	}
-	if j.Timeout != 0 {
-		fields = append(fields, "timeout", j.Timeout.Milliseconds())
+	if j.Timeout > 0 {
+		// Whole milliseconds, rounded up: a timeout under 1ms must still
+		// bound the attempt, not read as none (0, the kind's).
+		fields = append(fields, "timeout", (j.Timeout+time.Millisecond-1)/time.Millisecond)
 	}
 	if j.Target != "" {
 		fields = append(fields, "target_kind", j.Target)
