@@ -295,6 +295,19 @@ func TestRunToCompletion(t *testing.T) {
 			if loc := resp.Header.Get("Location"); loc != "/v1/reports/"+job.ID {
 				t.Fatalf("Location %q", loc)
 			}
+			// A 303 is not a 2xx: If-None-Match does not apply to it
+			// (RFC 9110 §13.2.1), even with the 303's own ETag.
+			etag := resp.Header.Get("ETag")
+			if etag == "" {
+				t.Error("303: no ETag")
+			}
+			for _, inm := range []string{etag, "*", "W/" + etag} {
+				again, _ := e.doHeader(t, "GET", "/v1/jobs/"+job.ID, "If-None-Match", inm)
+				if again.StatusCode != http.StatusSeeOther || again.Header.Get("Location") != loc303(job.ID) {
+					t.Errorf("If-None-Match %s on a 303: %d, Location %q; want 303 to %s",
+						inm, again.StatusCode, again.Header.Get("Location"), loc303(job.ID))
+				}
+			}
 			break
 		}
 		if resp.StatusCode != 200 || bytes.Contains(body, []byte(`"done":true`)) {
@@ -648,3 +661,6 @@ func TestDashboardUnknownState(t *testing.T) {
 		t.Errorf("a known state: %d", resp.StatusCode)
 	}
 }
+
+// loc303 is the Location of the 303 of a succeeded report.
+func loc303(id string) string { return "/v1/reports/" + id }

@@ -290,9 +290,9 @@ func (a *service) get(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Job-Id", job.ID)
 	if job.State == api.StateSucceeded && job.Target != "" {
 		body, _ := json.Marshal(api.Redirect{ID: job.ID, State: job.State, Location: job.Target})
-		if notModified(w, r, body) {
-			return nil
-		}
+		// A 303 is not a 2xx: preconditions do not apply to it (RFC 9110
+		// §13.2.1), so If-None-Match never turns it into a 304.
+		setETag(w, body)
 		h.Set("Location", job.Target)
 		h.Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusSeeOther)
@@ -318,12 +318,19 @@ func (a *service) get(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// notModified sets the ETag of body and answers 304 when the client has it.
-func notModified(w http.ResponseWriter, r *http.Request, body []byte) bool {
+// setETag sets the ETag of body and returns it.
+func setETag(w http.ResponseWriter, body []byte) string {
 	f := fnv.New64a()
 	_, _ = f.Write(body)
 	etag := `"` + strconv.FormatUint(f.Sum64(), 36) + `"`
 	w.Header().Set("ETag", etag)
+	return etag
+}
+
+// notModified sets the ETag of body, a 200's, and answers 304 when the
+// client has it.
+func notModified(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	etag := setETag(w, body)
 	// If-None-Match is a list of entity tags, compared weakly (RFC 9110
 	// §13.1.2), over one field line or several.
 	for _, v := range r.Header.Values("If-None-Match") {
