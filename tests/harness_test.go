@@ -500,7 +500,48 @@ func validateResponse(rt routers.Router, req *http.Request, status int, header h
 		Body:    io.NopCloser(bytes.NewReader(data)),
 		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
 	}
-	return openapi3filter.ValidateResponse(req.Context(), in)
+	return errors.Join(openapi3filter.ValidateResponse(req.Context(), in), undeclaredHeaders(route, status, header))
+}
+
+// transportHeaders are the response headers that no operation declares:
+// those of HTTP itself (framing, the date; Content-Type is the response's
+// content), and X-Request-Id, which every answer carries (the document's
+// description says so, once for all).
+var transportHeaders = map[string]bool{"Date": true, "Content-Length": true, "Content-Type": true,
+	"Connection": true, "Keep-Alive": true, "Transfer-Encoding": true, "X-Request-Id": true}
+
+// undeclaredHeaders names the headers of an answer that the operation's
+// response for status (or its default) does not declare: openapi3filter
+// checks the declared ones, not the others.
+func undeclaredHeaders(route *routers.Route, status int, header http.Header) error {
+	resp := route.Operation.Responses.Status(status)
+	if resp == nil {
+		resp = route.Operation.Responses.Default()
+	}
+	if resp == nil || resp.Value == nil {
+		return nil // ValidateResponse reports the status
+	}
+	var missing []string
+	for name := range header {
+		if transportHeaders[name] {
+			continue
+		}
+		declared := false
+		for h := range resp.Value.Headers {
+			if http.CanonicalHeaderKey(h) == name {
+				declared = true
+				break
+			}
+		}
+		if !declared {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	slices.Sort(missing)
+	return fmt.Errorf("headers not declared for %d: %s", status, strings.Join(missing, ", "))
 }
 
 func truncate(b []byte, n int) string {
