@@ -13,6 +13,7 @@ import (
 
 	"github.com/offload-dev/offload/api"
 	"github.com/offload-dev/offload/internal/redistest"
+	"github.com/offload-dev/offload/queue"
 )
 
 func TestHealth(t *testing.T) {
@@ -67,6 +68,68 @@ func TestShutdownWaitsForJobs(t *testing.T) {
 	if got.State != api.StateSucceeded || got.Attempt != 1 || string(got.Result) != `"finished"` {
 		t.Fatalf("after a graceful shutdown the job is %s (attempt %d, result %s), want succeeded on attempt 1",
 			got.State, got.Attempt, got.Result)
+	}
+}
+
+// TestShutdownAnswersSyncInFlight: a synchronous request in flight at a
+// SIGTERM gets its answer when its job ends. The completion subscription
+// stays live until the API has drained; it used to end at the signal, and
+// the request then learned of the outcome only by re-reading the job a
+// second later.
+func TestShutdownAnswersSyncInFlight(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"SHUTDOWN_GRACE": "10s"})
+	rdb := s.Redis.Client(t)
+	answered := make(chan *http.Response, 1)
+	go func() {
+		answered <- s.request(t, http.MethodPost, "/v1/jobs",
+			[]byte(`{"kind":"sleep","args":{"ms":2000,"result":"late"}}`),
+			"Content-Type", "application/json", "Expect", "200-ok")
+	}()
+	deadline := time.Now().Add(jobTimeout)
+	for {
+		list := decode[api.JobList](t, s.get(t, "/v1/jobs?state=running&limit=1"))
+		if len(list.Jobs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the synchronous job is not running after %v", jobTimeout)
+		}
+		time.Sleep(pollEvery)
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	var resp *http.Response
+	for resp == nil {
+		select {
+		case resp = <-answered:
+			continue
+		case <-time.After(pollEvery):
+		}
+		n, err := rdb.PubSubNumSub(context.Background(), queue.ChannelDone).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n[queue.ChannelDone] == 0 {
+			// Once the answer is written the drain may end, and the
+			// subscription with it, before the answer is read here; the
+			// old code dropped it at the signal, 2s before the job ended.
+			select {
+			case resp = <-answered:
+			case <-time.After(500 * time.Millisecond):
+				t.Fatalf("the API dropped its completion subscription while a synchronous request was in flight")
+			}
+		}
+	}
+	if resp == nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the synchronous request in flight at SIGTERM answered %v, want 200", resp)
+	}
+	if got := decode[api.Job](t, resp); string(got.Result) != `"late"` {
+		t.Errorf("answer: result %s, want \"late\"", got.Result)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("server: %v", err)
 	}
 }
 

@@ -112,7 +112,8 @@ func run(cfg Config, log zerolog.Logger) error {
 
 	// Shutdown order, on SIGINT or SIGTERM:
 	//  1. the API stops accepting connections and finishes in-flight requests
-	//     (http.Server.Shutdown, bounded), so no new job is accepted;
+	//     (http.Server.Shutdown, bounded), so no new job is accepted; then
+	//     the completion subscription of synchronous requests ends;
 	//  2. the worker pool stops fetching, lets running jobs finish within
 	//     SHUTDOWN_GRACE, then cancels them: each is requeued without
 	//     consuming an attempt;
@@ -156,17 +157,22 @@ func run(cfg Config, log zerolog.Logger) error {
 		// by now (wg.Wait below), as step 1 wants.
 		defer func() { stopWorkers(); tiers.Wait() }()
 	}
+	waiterCtx, stopWaiter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWaiter()
 	var h http.Handler
 	if cfg.Role == "worker" {
 		// A worker serves only health and metrics on ADDR.
 		h = handlers.Ops(handlers.Config{Logger: log, Ready: ready, Metrics: mx})
 	} else {
 		// One subscription to job completions serves every synchronous
-		// request of this process; it is live before the first request.
+		// request of this process; it is live before the first request,
+		// and until the API has drained (stopWaiter, after srv.Shutdown):
+		// the requests in flight at a SIGTERM still get their answers as
+		// soon as their jobs end.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := waiter.Run(ctx); err != nil && ctx.Err() == nil {
+			if err := waiter.Run(waiterCtx); err != nil && waiterCtx.Err() == nil {
 				errc <- fmt.Errorf("completion subscription: %w", err)
 			}
 		}()
@@ -206,6 +212,7 @@ func run(cfg Config, log zerolog.Logger) error {
 			if err := srv.Shutdown(sctx); err != nil {
 				log.Warn().Err(err).Msg("api shutdown")
 			}
+			stopWaiter()
 		}()
 	}
 	select {
