@@ -34,11 +34,13 @@ type Metrics struct {
 	handedOff *prometheus.CounterVec
 	started   *prometheus.CounterVec
 	finished  *prometheus.CounterVec
-	wait      *prometheus.HistogramVec
-	duration  *prometheus.HistogramVec
-	requests  *prometheus.CounterVec
-	reqTime   *prometheus.HistogramVec
-	syncWaits prometheus.GaugeFunc
+	// leasesExpired counts the expired leases maintenance reaped.
+	leasesExpired *prometheus.CounterVec
+	wait          *prometheus.HistogramVec
+	duration      *prometheus.HistogramVec
+	requests      *prometheus.CounterVec
+	reqTime       *prometheus.HistogramVec
+	syncWaits     prometheus.GaugeFunc
 }
 
 // New returns the metrics of a process. depths may be nil (no queue depth);
@@ -59,8 +61,12 @@ func New(depths Depths, waiting func() int) *Metrics {
 		}, []string{"kind", "queue"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "offload_jobs_finished_total",
-			Help: "Attempts ended by this worker process, by outcome: succeeded, failed, retried, canceled, requeued, lost.",
+			Help: "Attempts ended by this worker process, by outcome: succeeded, failed, retried, canceled, requeued, lost, unrecorded.",
 		}, []string{"kind", "queue", "outcome"}),
+		leasesExpired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "offload_leases_expired_total",
+			Help: "Expired leases this process's queue maintenance reaped: attempts whose worker stopped heartbeating (a crash, a kill, a partition), requeued or ended.",
+		}, []string{"queue"}),
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "offload_job_start_delay_seconds",
 			Help:    "Time from when a job became runnable (enqueue, run_at or retry time) to the start of its attempt.",
@@ -79,7 +85,7 @@ func New(depths Depths, waiting func() int) *Metrics {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "method"}),
 	}
-	reg.MustRegister(m.enqueued, m.handedOff, m.started, m.finished, m.wait, m.duration, m.requests, m.reqTime,
+	reg.MustRegister(m.enqueued, m.handedOff, m.started, m.finished, m.leasesExpired, m.wait, m.duration, m.requests, m.reqTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if waiting != nil {
 		m.syncWaits = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -123,6 +129,12 @@ func (m *Metrics) Started(kind, queue string, delay time.Duration) {
 func (m *Metrics) Finished(kind, queue, outcome string, d time.Duration) {
 	m.finished.WithLabelValues(kind, queue, outcome).Inc()
 	m.duration.WithLabelValues(kind, queue).Observe(d.Seconds())
+}
+
+// LeasesExpired counts n expired leases of queue reaped by this process's
+// queue maintenance (queue.Maintainer.OnReap).
+func (m *Metrics) LeasesExpired(queue string, n int) {
+	m.leasesExpired.WithLabelValues(queue).Add(float64(n))
 }
 
 // Middleware records HTTP requests by chi route pattern (never the raw path,

@@ -112,3 +112,21 @@ func TestScrapeDuringRedisOutage(t *testing.T) {
 		t.Errorf("Redis up: %d\n%s", code, body)
 	}
 }
+
+// TestLeasesExpired: the reaped leases add up per queue.
+func TestLeasesExpired(t *testing.T) {
+	t.Parallel()
+	m := New(nil, nil)
+	m.LeasesExpired("default", 2)
+	m.LeasesExpired("default", 1)
+	m.LeasesExpired("mail", 1)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{`offload_leases_expired_total{queue="default"} 3`,
+		`offload_leases_expired_total{queue="mail"} 1`} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("no %q in the scrape:\n%s", want, body)
+		}
+	}
+}

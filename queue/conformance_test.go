@@ -1388,7 +1388,13 @@ func testMaintainer(t *testing.T, e *env) {
 
 	var mu sync.Mutex
 	var stepErrs []string
+	reaped := map[string]int{}
 	m := &queue.Maintainer{Q: e.q, Tick: time.Millisecond, SweepEvery: time.Millisecond,
+		OnReap: func(name string, n int) {
+			mu.Lock()
+			reaped[name] += n
+			mu.Unlock()
+		},
 		OnError: func(step, name string, err error) {
 			if errors.Is(err, context.Canceled) {
 				return
@@ -1423,6 +1429,11 @@ func testMaintainer(t *testing.T, e *env) {
 	e.wantState(q, lost, "failed")
 	e.wantState(q, sched, "queued")
 	e.fetchOne(q, sched)
+	mu.Lock()
+	if reaped[q] != 1 || len(reaped) != 1 {
+		t.Errorf("OnReap told of %v, want the one expired lease of %s", reaped, q)
+	}
+	mu.Unlock()
 }
 
 func testConcurrentFetch(t *testing.T, e *env) {

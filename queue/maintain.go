@@ -259,6 +259,10 @@ type Maintainer struct {
 	SweepEvery time.Duration
 	// OnError is told about failed steps (logging); nil ignores them.
 	OnError func(step, queue string, err error)
+	// OnReap is told how many expired leases of queue a sweep reaped (jobs
+	// whose worker stopped heartbeating: requeued, or failed or canceled
+	// on their last attempt), when it reaped any; nil ignores it.
+	OnReap func(queue string, n int)
 }
 
 // Run maintains until ctx is done.
@@ -305,8 +309,10 @@ func (m *Maintainer) Run(ctx context.Context) error {
 			if !sweeping {
 				continue
 			}
-			if _, err := m.Q.Reap(ctx, name, 500); err != nil {
+			if n, err := m.Q.Reap(ctx, name, 500); err != nil {
 				m.report("reap", name, err)
+			} else if n > 0 && m.OnReap != nil {
+				m.OnReap(name, n)
 			}
 			if _, err := m.Q.Expire(ctx, name, 500); err != nil {
 				m.report("expire", name, err)

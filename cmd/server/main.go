@@ -133,6 +133,11 @@ func run(cfg Config, log zerolog.Logger) error {
 			if ctx.Err() == nil {
 				log.Error().Err(err).Str("step", step).Str("queue", name).Msg("maintenance failed")
 			}
+		}, OnReap: func(name string, n int) {
+			// A worker died or lost Redis for longer than LEASE: say so.
+			log.Warn().Str("queue", name).Int("jobs", n).
+				Msg("leases expired: jobs whose worker stopped heartbeating were requeued, or ended on their last attempt")
+			mx.LeasesExpired(name, n)
 		}}
 		// The API (step 1) must stop before the pool (step 2): the worker
 		// tier watches apiDone, not ctx, when both run here.
