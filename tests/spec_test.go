@@ -1,7 +1,12 @@
 package tests
 
 import (
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/offload-dev/offload/api"
@@ -129,4 +134,47 @@ func TestCrossOrigin(t *testing.T) {
 	expectStatus(t, s.request(t, http.MethodPost, "/v1/queues/default/pause", nil,
 		"Sec-Fetch-Site", "cross-site", "Origin", "https://ui.example.com"), http.StatusOK)
 	expectStatus(t, s.post(t, "/v1/queues/default/resume"), http.StatusOK)
+}
+
+// TestProblemTypesDocumented: every problem type URI the code writes (a
+// problem document's, or an error document's kept in a job) has its row in
+// the problem-type table of openapi.yaml.
+func TestProblemTypesDocumented(t *testing.T) {
+	t.Parallel()
+	spec, err := os.ReadFile("../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := regexp.MustCompile(`https://offload\.dev/problems/[a-z-]+`)
+	found := map[string]string{}
+	err = filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || strings.HasPrefix(d.Name(), ".")) && path != ".." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, u := range uri.FindAllString(string(src), -1) {
+			found[u] = path
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) < 10 {
+		t.Fatalf("found only %d problem types in the Go sources: %v", len(found), found)
+	}
+	for u, path := range found {
+		if !strings.Contains(string(spec), "| `"+u+"` |") {
+			t.Errorf("%s (written in %s) has no row in openapi.yaml's table of problem types", u, path)
+		}
+	}
 }
