@@ -81,8 +81,8 @@ func runMain(m *testing.M) int {
 
 // Server is one running server process.
 type Server struct {
-	// URL is "http://127.0.0.1:PORT"; empty for a ROLE=worker process,
-	// which serves no HTTP.
+	// URL is "http://127.0.0.1:PORT"; a ROLE=worker process serves only
+	// /healthz, /readyz and /metrics there.
 	URL string
 	// Role is all, api or worker.
 	Role string
@@ -221,12 +221,13 @@ func launch(t *testing.T, rs *redistest.Server, env map[string]string) (*Server,
 		}
 	})
 	var err error
+	s.URL = "http://" + env["ADDR"]
 	if s.Role == "worker" {
-		// A worker serves no HTTP: wait until it has read its configuration
-		// and connected. Jobs wait for it in Redis meanwhile.
+		// A worker serves no API, only /healthz, /readyz and /metrics:
+		// wait until it has read its configuration and connected. Jobs
+		// wait for it in Redis meanwhile.
 		err = s.waitLog("offload starting", readyTimeout)
 	} else {
-		s.URL = "http://" + env["ADDR"]
 		err = s.waitReady()
 	}
 	if err != nil {

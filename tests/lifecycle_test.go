@@ -189,7 +189,7 @@ func TestWorkerKilled(t *testing.T) {
 	a.waitState(t, job.ID, api.StateRunning, jobTimeout)
 	ws[0].Kill(t)
 
-	a.startWorker(t, env)
+	w := a.startWorker(t, env)
 	got := a.waitState(t, job.ID, api.StateSucceeded, 20*time.Second)
 	if got.Attempt != 2 || string(got.Result) != `"survived"` {
 		t.Errorf("succeeded on attempt %d with result %s, want attempt 2", got.Attempt, got.Result)
@@ -197,6 +197,14 @@ func TestWorkerKilled(t *testing.T) {
 	if len(got.AttemptErrors) != 1 || got.AttemptErrors[0].Attempt != 1 ||
 		!strings.Contains(got.AttemptErrors[0].Error, "lease") {
 		t.Errorf("attempt_errors %+v, want one entry for the lost lease of attempt 1", got.AttemptErrors)
+	}
+	// The worker that reaped the lease says so, in its log and its metrics.
+	lines := w.logLines("leases expired: jobs whose worker stopped heartbeating were requeued, or ended on their last attempt")
+	if len(lines) != 1 || lines[0]["queue"] != "default" || lines[0]["jobs"] != 1.0 || lines[0]["level"] != "warn" {
+		t.Errorf("the reaping worker logged %v, want one warning for 1 job of queue default", lines)
+	}
+	if m := string(body(w.get(t, "/metrics"))); !strings.Contains(m, "offload_leases_expired_total{queue=\"default\"} 1\n") {
+		t.Errorf("the reaping worker's /metrics has no offload_leases_expired_total{queue=\"default\"} 1")
 	}
 }
 
@@ -288,7 +296,8 @@ func TestStartupFailureExits(t *testing.T) {
 		{"all, port taken", map[string]string{"ROLE": "all", "REDIS_URL": rs.URL(), "ADDR": taken.Addr().String()}, "address already in use"},
 		{"worker, port taken", map[string]string{"ROLE": "worker", "REDIS_URL": rs.URL(), "ADDR": taken.Addr().String()}, "address already in use"},
 		{"all, no redis", map[string]string{"ROLE": "all", "REDIS_URL": "redis://127.0.0.1:" + strconv.Itoa(noRedis) + "/0",
-			"ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "1s"}, "completion subscription"},
+			"ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "1s"},
+			"completion subscription: Redis at redis://127.0.0.1:" + strconv.Itoa(noRedis) + "/0 did not answer within 10s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -134,11 +134,15 @@ const defaultPrefetch = 64
 
 // Pool leases jobs from its queues and runs them with the registered kinds.
 type Pool struct {
-	q    *queue.Queue
-	reg  *Registry
-	cfg  PoolConfig
-	log  zerolog.Logger
-	rank map[string]int // a queue's place in cfg.Queues, when Strict
+	q   *queue.Queue
+	reg *Registry
+	cfg PoolConfig
+	log zerolog.Logger
+	// redisLog logs the failures of the pool's periodic Redis calls (fetch,
+	// heartbeat, announce): at most 5 lines per 10s, so that an outage
+	// does not flood the log with a line per call.
+	redisLog zerolog.Logger
+	rank     map[string]int // a queue's place in cfg.Queues, when Strict
 
 	mu      sync.Mutex
 	running map[string]*active // held jobs: waiting for a slot, handler running, or outcome being recorded
@@ -189,6 +193,7 @@ type active struct {
 func NewPool(q *queue.Queue, reg *Registry, cfg PoolConfig) *Pool {
 	cfg = cfg.withDefaults()
 	p := &Pool{q: q, reg: reg, cfg: cfg, log: cfg.Logger, rank: map[string]int{},
+		redisLog:      cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
 		giveBackAfter: prefetchGiveBack,
 		running:       map[string]*active{}, freed: make(chan struct{}, 1), wakeCh: make(chan struct{}),
 		wakes: map[string]uint64{}, empty: map[string]emptyMark{}, ackSig: make(chan struct{}, 1)}
@@ -394,7 +399,7 @@ func (p *Pool) dispatch(ctx, jobsCtx context.Context, wg *sync.WaitGroup) {
 			ds, emptied, err := p.q.FetchUntilEmpty(ctx, t.name, n-got)
 			if err != nil {
 				if ctx.Err() == nil {
-					p.log.Error().Err(err).Str("queue", t.name).Msg("fetch failed")
+					p.redisLog.Error().Err(err).Str("queue", t.name).Msg("fetch failed")
 					sleep(ctx, 100*time.Millisecond)
 				}
 				break
@@ -757,7 +762,7 @@ func (p *Pool) announce(ctx context.Context) {
 	for {
 		w.Running = p.Running()
 		if err := p.q.Announce(ctx, w, 3*announceEvery); err != nil && ctx.Err() == nil {
-			p.log.Warn().Err(err).Msg("announce failed")
+			p.redisLog.Warn().Err(err).Msg("announce failed")
 		}
 		select {
 		case <-ctx.Done():
@@ -821,7 +826,7 @@ func (p *Pool) beat(ctx context.Context) {
 	for name, ds := range byQueue {
 		codes, err := p.q.Heartbeat(ctx, name, ds)
 		if err != nil {
-			p.log.Error().Err(err).Str("queue", name).Msg("heartbeat failed")
+			p.redisLog.Error().Err(err).Str("queue", name).Msg("heartbeat failed")
 			continue
 		}
 		for i, c := range codes {

@@ -42,11 +42,16 @@ func main() {
 	log := newLogger(cfg)
 	// go-redis logs what it retries (dial failures, pool events) through
 	// its own logger, in plain text: into the structured log instead.
-	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
+	// go-redis logs a line per failed dial: during an outage, at most 5
+	// per 10s.
+	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger().
+		Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})})
+	start := time.Now()
 	if err := run(cfg, log); err != nil {
 		log.Error().Err(err).Msg("offload stopped")
 		os.Exit(1)
 	}
+	log.Info().Stringer("uptime", time.Since(start).Round(time.Millisecond)).Msg("offload stopped")
 }
 
 // startLine is the configuration in effect, secrets masked, as the fields
@@ -90,6 +95,10 @@ func newLogger(cfg Config) zerolog.Logger {
 	return l.Level(level).With().Timestamp().Str("role", cfg.Role).Logger()
 }
 
+// apiDrain bounds how long the API lets in-flight requests finish after a
+// SIGTERM (README: Graceful shutdown).
+const apiDrain = 15 * time.Second
+
 func run(cfg Config, log zerolog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -129,9 +138,12 @@ func run(cfg Config, log zerolog.Logger) error {
 		pool := workers.NewPool(q, reg, workers.PoolConfig{Concurrency: cfg.Concurrency, Queues: cfg.queues,
 			Strict: cfg.QueuesStrict, Prefetch: cfg.prefetch, ShutdownGrace: cfg.ShutdownGrace,
 			MaxRunSlice: cfg.MaxRunSlice, Logger: log, Observer: mx})
+		// Maintenance runs every 25ms: while Redis is away, at most 5
+		// lines per 10s say so.
+		mlog := log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 		m := &queue.Maintainer{Q: q, OnError: func(step, name string, err error) {
 			if ctx.Err() == nil {
-				log.Error().Err(err).Str("step", step).Str("queue", name).Msg("maintenance failed")
+				mlog.Error().Err(err).Str("step", step).Str("queue", name).Msg("maintenance failed")
 			}
 		}, OnReap: func(name string, n int) {
 			// A worker died or lost Redis for longer than LEASE: say so.
@@ -184,7 +196,13 @@ func run(cfg Config, log zerolog.Logger) error {
 		select {
 		case <-waiter.Ready():
 		case <-time.After(10 * time.Second):
-			return errors.New("completion subscription: Redis did not answer within 10s")
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			err := redisReady(pctx, rdb)
+			cancel()
+			if err == nil {
+				err = errors.New("no answer")
+			}
+			return fmt.Errorf("completion subscription: Redis at %s did not answer within 10s: %w", cfg.masked(), err)
 		}
 		h, err = handlers.New(handlers.Config{BodyLimit: cfg.BodyLimit, Logger: log, Ready: ready,
 			Waiter: waiter, Metrics: mx, SyncWaitMax: cfg.SyncWaitMax, SyncMaxBacklog: cfg.SyncMaxBacklog,
@@ -212,7 +230,7 @@ func run(cfg Config, log zerolog.Logger) error {
 		go func() {
 			defer wg.Done()
 			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			sctx, cancel := context.WithTimeout(context.Background(), apiDrain)
 			defer cancel()
 			if err := srv.Shutdown(sctx); err != nil {
 				log.Warn().Err(err).Msg("api shutdown")
@@ -222,7 +240,14 @@ func run(cfg Config, log zerolog.Logger) error {
 	}
 	select {
 	case <-ctx.Done():
-		log.Info().Msg("shutting down")
+		ev := log.Info()
+		if cfg.Role != "worker" {
+			ev = ev.Stringer("api_drain_max", apiDrain)
+		}
+		if cfg.Role != "api" {
+			ev = ev.Stringer("shutdown_grace", cfg.ShutdownGrace)
+		}
+		ev.Msg("shutting down")
 	case err := <-errc:
 		if err != nil {
 			stop()
