@@ -298,6 +298,8 @@ func TestStartupFailureExits(t *testing.T) {
 		{"all, no redis", map[string]string{"ROLE": "all", "REDIS_URL": "redis://127.0.0.1:" + strconv.Itoa(noRedis) + "/0",
 			"ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "1s"},
 			"completion subscription: Redis at redis://127.0.0.1:" + strconv.Itoa(noRedis) + "/0 did not answer within 10s"},
+		{"worker, no redis", map[string]string{"ROLE": "worker", "REDIS_URL": "redis://127.0.0.1:" + strconv.Itoa(noRedis) + "/0",
+			"ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "1s"}, "Redis at redis://127.0.0.1:" + strconv.Itoa(noRedis) + "/0: "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

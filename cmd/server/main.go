@@ -251,6 +251,9 @@ func run(cfg Config, log zerolog.Logger) error {
 	case err := <-errc:
 		if err != nil {
 			stop()
+			if queue.Unavailable(err) {
+				err = fmt.Errorf("Redis at %s: %w", cfg.masked(), err)
+			}
 			return err
 		}
 	}
