@@ -180,15 +180,15 @@ func (a *service) answerSync(w http.ResponseWriter, r *http.Request, n negotiati
 	}
 	if done.Target != "" {
 		col, _, _ := strings.Cut(strings.TrimPrefix(done.Target, "/v1/"), "/")
-		ctype, body, err := a.status.Target(r.Context(), col, done.ID)
+		tg, err := a.status.Target(r.Context(), col, done.ID)
 		if err != nil {
 			return err
 		}
 		h.Set("Content-Location", done.Target)
-		h.Set("Content-Type", ctype)
-		h.Set("Content-Length", strconv.Itoa(len(body)))
+		h.Set("Content-Type", tg.ContentType)
+		h.Set("Content-Length", strconv.Itoa(len(tg.Body)))
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body)
+		_, _ = w.Write(tg.Body)
 		return nil
 	}
 	h.Set("Content-Location", done.Links.Self)

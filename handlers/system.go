@@ -15,16 +15,17 @@ import (
 // target serves the resources jobs create: GET /v1/{collection}/{id}.
 func (a *service) target(collection string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		ctype, body, err := a.status.Target(r.Context(), collection, chi.URLParam(r, "id"))
+		tg, err := a.status.Target(r.Context(), collection, chi.URLParam(r, "id"))
 		if err != nil {
 			return err
 		}
 		h := w.Header()
-		h.Set("Cache-Control", "private, max-age=3600")
-		if notModified(w, r, body) {
+		h.Set("Cache-Control", "private, max-age="+strconv.Itoa(targetMaxAge(tg.Expires, a.q.Now())))
+		if notModified(w, r, tg.Body) {
 			return nil
 		}
-		h.Set("Content-Type", ctype)
+		body := tg.Body
+		h.Set("Content-Type", tg.ContentType)
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		h.Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusOK)
@@ -58,4 +59,19 @@ func (a *service) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = writeJSON(w, http.StatusOK, api.Health{Status: "ok", Checks: map[string]string{"redis": "ok"}})
+}
+
+// targetMaxAgeCap bounds how long a client may keep a created resource
+// without asking again.
+const targetMaxAgeCap = time.Hour
+
+// targetMaxAge is the max-age, in seconds, of a created resource that
+// expires at expires (zero: unknown): the resource never changes, but a
+// cached copy must not outlive it (the server answers 410 after).
+func targetMaxAge(expires, now time.Time) int {
+	age := targetMaxAgeCap
+	if !expires.IsZero() {
+		age = min(age, expires.Sub(now))
+	}
+	return max(0, int(age/time.Second))
 }

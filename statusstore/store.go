@@ -94,32 +94,48 @@ func (s *Store) Args(ctx context.Context, id string) (json.RawMessage, int, erro
 	return json.RawMessage(a), max(n, 1), nil
 }
 
+// Target is the representation of a resource a job created.
+type Target struct {
+	ContentType string
+	Body        []byte
+	// Expires is when the job, and the resource with it, expire (zero when
+	// the record does not say).
+	Expires time.Time
+}
+
 // Target returns the representation of the resource job id created in
 // collection ("images", "reports").
-func (s *Store) Target(ctx context.Context, collection, id string) (contentType string, body []byte, err error) {
+func (s *Store) Target(ctx context.Context, collection, id string) (Target, error) {
 	q, ok := queue.QueueOf(id)
 	if !ok {
-		return "", nil, ErrNotFound
+		return Target{}, ErrNotFound
 	}
-	var kind *redis.StringCmd
+	var job *redis.SliceCmd
 	var t *redis.MapStringStringCmd
 	var tomb *redis.IntCmd
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		kind = p.HGet(ctx, queue.JobKey(q, id), "target_kind")
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		job = p.HMGet(ctx, queue.JobKey(q, id), "target_kind", "expires")
 		t = p.HGetAll(ctx, queue.TargetKey(q, id))
 		tomb = p.Exists(ctx, queue.TombKey(q, id))
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return "", nil, fmt.Errorf("read target %s: %w", id, err)
+		return Target{}, fmt.Errorf("read target %s: %w", id, err)
 	}
-	if kind.Val() != collection || len(t.Val()) == 0 {
+	kind, _ := job.Val()[0].(string)
+	if kind != collection || len(t.Val()) == 0 {
 		if tomb.Val() > 0 {
-			return "", nil, ErrGone
+			return Target{}, ErrGone
 		}
-		return "", nil, ErrNotFound
+		return Target{}, ErrNotFound
 	}
-	return t.Val()["type"], []byte(t.Val()["body"]), nil
+	res := Target{ContentType: t.Val()["type"], Body: []byte(t.Val()["body"])}
+	if exp, _ := job.Val()[1].(string); exp != "" {
+		if ms, err := strconv.ParseInt(exp, 10, 64); err == nil {
+			res.Expires = time.UnixMilli(ms)
+		}
+	}
+	return res, nil
 }
 
 // docFields are the fields of a job record that the status document shows:

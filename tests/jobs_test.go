@@ -90,7 +90,8 @@ func TestThumbnail(t *testing.T) {
 
 func TestReport(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, nil)
+	// A retention under an hour: the report may not be cached past it.
+	s := startServer(t, map[string]string{"RETENTION": "10m"})
 	csv := "region,amount,units\nnorth,10,1\nsouth,5,2\nnorth,2.5,3\neast,7,4\nsouth,1,5\nnorth,0.5,6\n"
 	job := s.submit(t, map[string]any{"kind": "report",
 		"args": map[string]any{"csv": csv, "group_by": "region", "sum": []string{"amount", "units"}}})
@@ -103,6 +104,11 @@ func TestReport(t *testing.T) {
 	expectStatus(t, rep, http.StatusOK)
 	if ct := rep.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("Content-Type %q", ct)
+	}
+	cc := rep.Header.Get("Cache-Control")
+	age, err := strconv.Atoi(strings.TrimPrefix(cc, "private, max-age="))
+	if err != nil || age > 600 || age < 540 {
+		t.Errorf("Cache-Control %q, want private, max-age= at most the 600s left of the report's retention", cc)
 	}
 	type group struct {
 		Key   string             `json:"key"`
