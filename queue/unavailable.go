@@ -13,7 +13,7 @@ import (
 // now: unreachable or too slow (a network error, a connection cut, ctx's
 // deadline, the pool's), or answering that it cannot (a Redis Cluster with a
 // slot uncovered, a failover under way, a dataset loading, a replica that
-// has not been promoted yet). Such a call may succeed if made again later;
+// has not been promoted yet, a script running past its time limit). Such a call may succeed if made again later;
 // any other error (a script's refusal, ErrLeaseLost, a bad argument) will
 // not. A client that was closed is unavailable too, for good.
 func Unavailable(err error) bool {
@@ -23,7 +23,7 @@ func Unavailable(err error) bool {
 		errors.Is(err, redis.ErrPoolTimeout) {
 		return true
 	}
-	for _, prefix := range []string{"CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING", "READONLY"} {
+	for _, prefix := range []string{"CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING", "READONLY", "BUSY "} {
 		if redis.HasErrorPrefix(err, prefix) {
 			return true
 		}

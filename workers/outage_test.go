@@ -69,7 +69,7 @@ func TestPoolRecordsAcrossAnOutage(t *testing.T) {
 	proxy.Down()
 	close(release)
 	time.Sleep(2 * time.Second) // past go-redis's own retries of one call
-	proxy.Up(t)
+	proxy.Up()
 
 	st := statusstore.New(rdb)
 	for kind, id := range ids {

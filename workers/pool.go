@@ -138,11 +138,12 @@ type Pool struct {
 	reg *Registry
 	cfg PoolConfig
 	log zerolog.Logger
-	// redisLog logs the failures of the pool's periodic Redis calls (fetch,
-	// heartbeat, announce): at most 5 lines per 10s, so that an outage
-	// does not flood the log with a line per call.
-	redisLog zerolog.Logger
-	rank     map[string]int // a queue's place in cfg.Queues, when Strict
+	// fetchLog, beatLog and announceLog log the failures of the pool's
+	// periodic Redis calls: at most 5 lines per 10s each, so that an
+	// outage does not flood the log with a line per call, and each kind
+	// of failure is seen.
+	fetchLog, beatLog, announceLog zerolog.Logger
+	rank                           map[string]int // a queue's place in cfg.Queues, when Strict
 
 	mu      sync.Mutex
 	running map[string]*active // held jobs: waiting for a slot, handler running, or outcome being recorded
@@ -193,7 +194,7 @@ type active struct {
 func NewPool(q *queue.Queue, reg *Registry, cfg PoolConfig) *Pool {
 	cfg = cfg.withDefaults()
 	p := &Pool{q: q, reg: reg, cfg: cfg, log: cfg.Logger, rank: map[string]int{},
-		redisLog:      cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
+		fetchLog: sampled(cfg.Logger), beatLog: sampled(cfg.Logger), announceLog: sampled(cfg.Logger),
 		giveBackAfter: prefetchGiveBack,
 		running:       map[string]*active{}, freed: make(chan struct{}, 1), wakeCh: make(chan struct{}),
 		wakes: map[string]uint64{}, empty: map[string]emptyMark{}, ackSig: make(chan struct{}, 1)}
@@ -315,64 +316,84 @@ func (p *Pool) complete(a ack) {
 }
 
 // ackLoop records batches of successes until stop is closed, which happens
-// once every job is recorded.
+// once every job is recorded. Each queue's successes are recorded by a
+// flush of their own, one at a time per queue and side by side across
+// queues: a queue whose slot cannot be written for a while (a Redis Cluster
+// node down, whose writes persist tries again) holds up only its own
+// successes.
 func (p *Pool) ackLoop(stop <-chan struct{}) {
-	var batch []ack
+	flushing := map[string]bool{} // queues with a flush on its way
+	flushed := make(chan string)  // a queue's flush is over
+	var held []ack                // successes of queues with a flush on its way
 	for {
 		select {
 		case <-p.ackSig:
+		case name := <-flushed:
+			delete(flushing, name)
 		case <-stop:
 			return
 		}
 		p.ackMu.Lock()
-		batch, p.acks = p.acks, batch[:0]
+		batch := append(held, p.acks...)
+		clear(p.acks) // keep no job alive until the next batch
+		p.acks = p.acks[:0]
 		p.ackMu.Unlock()
-		for i := 0; i < len(batch); i += maxAckBatch {
-			p.flush(batch[i:min(i+maxAckBatch, len(batch))])
+		held = nil
+		var order []string
+		groups := map[string][]ack{}
+		for _, a := range batch {
+			name := a.c.D.Queue
+			if flushing[name] {
+				held = append(held, a)
+				continue
+			}
+			if groups[name] == nil {
+				order = append(order, name)
+			}
+			groups[name] = append(groups[name], a)
 		}
-		clear(batch) // keep no job alive until the next batch
+		for _, name := range order {
+			flushing[name] = true
+			go func(acks []ack) {
+				for i := 0; i < len(acks); i += maxAckBatch {
+					p.flush(name, acks[i:min(i+maxAckBatch, len(acks))])
+				}
+				select {
+				case flushed <- name:
+				case <-stop:
+				}
+			}(groups[name])
+		}
 	}
 }
 
-// flush records one batch, one script call per queue, under one deadline.
-func (p *Pool) flush(batch []ack) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// flush records one batch of successes of queue name, in one script call,
+// within its own bound.
+func (p *Pool) flush(name string, batch []ack) {
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
-	cs := make([]queue.Completion, 0, len(batch))
-	for len(batch) > 0 {
-		// One call for the first job's queue; the others wait for the next
-		// round (a pool draining one queue makes one call).
-		name := batch[0].c.D.Queue
-		var rest []ack
-		n := 0
-		for _, a := range batch {
-			if a.c.D.Queue == name {
-				batch[n] = a
-				n++
-			} else {
-				rest = append(rest, a)
-			}
+	cs := make([]queue.Completion, len(batch))
+	for i, a := range batch {
+		cs[i] = a.c
+	}
+	var errs []error
+	err := persist(ctx, func(ctx context.Context) (err error) {
+		errs, err = p.q.CompleteMany(ctx, name, cs)
+		return err
+	})
+	for i, a := range batch {
+		werr := err
+		if err == nil {
+			werr = errs[i]
 		}
-		cs = cs[:0]
-		for _, a := range batch[:n] {
-			cs = append(cs, a.c)
-		}
-		var errs []error
-		err := persist(ctx, func(ctx context.Context) (err error) {
-			errs, err = p.q.CompleteMany(ctx, name, cs)
-			return err
-		})
-		for i, a := range batch[:n] {
-			werr := err
-			if err == nil {
-				werr = errs[i]
-			}
-			p.finished(a.c.D, a.began, "succeeded", "succeeded", nil, werr)
-			p.release(a.a)
-		}
-		batch = rest
+		p.finished(a.c.D, a.began, "succeeded", "succeeded", nil, werr)
+		p.release(a.a)
 	}
 }
+
+// recordTimeout bounds the write of an attempt's outcome, tries again
+// included (persist): an outage shorter than it loses no outcome.
+const recordTimeout = 10 * time.Second
 
 // fetchers is how many fetches a pool keeps in flight. Leasing and starting
 // a batch takes two round trips: with one fetch at a time, a pool of quick
@@ -399,7 +420,7 @@ func (p *Pool) dispatch(ctx, jobsCtx context.Context, wg *sync.WaitGroup) {
 			ds, emptied, err := p.q.FetchUntilEmpty(ctx, t.name, n-got)
 			if err != nil {
 				if ctx.Err() == nil {
-					p.redisLog.Error().Err(err).Str("queue", t.name).Msg("fetch failed")
+					p.fetchLog.Error().Err(err).Str("queue", t.name).Msg("fetch failed")
 					sleep(ctx, 100*time.Millisecond)
 				}
 				break
@@ -762,7 +783,7 @@ func (p *Pool) announce(ctx context.Context) {
 	for {
 		w.Running = p.Running()
 		if err := p.q.Announce(ctx, w, 3*announceEvery); err != nil && ctx.Err() == nil {
-			p.redisLog.Warn().Err(err).Msg("announce failed")
+			p.announceLog.Warn().Err(err).Msg("announce failed")
 		}
 		select {
 		case <-ctx.Done():
@@ -826,7 +847,7 @@ func (p *Pool) beat(ctx context.Context) {
 	for name, ds := range byQueue {
 		codes, err := p.q.Heartbeat(ctx, name, ds)
 		if err != nil {
-			p.redisLog.Error().Err(err).Str("queue", name).Msg("heartbeat failed")
+			p.beatLog.Error().Err(err).Str("queue", name).Msg("heartbeat failed")
 			continue
 		}
 		for i, c := range codes {
@@ -953,7 +974,7 @@ func (p *Pool) record(ctx context.Context, d *queue.Delivery, began time.Time, e
 			cause += "\n" + string(pe.stack)
 		}
 		// Final writes outlive the attempt's context, with their own bound.
-		wctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		wctx, stop := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 		werr = persist(wctx, func(ctx context.Context) (err error) {
 			state, err = p.q.Fail(ctx, d, mode, p.q.Now().Add(p.cfg.Backoff(d.Attempt)), cause, doc)
 			return err
@@ -961,6 +982,11 @@ func (p *Pool) record(ctx context.Context, d *queue.Delivery, began time.Time, e
 		stop()
 	}
 	p.finished(d, began, mode, state, err, werr)
+}
+
+// sampled is log, at most 5 lines per 10s.
+func sampled(log zerolog.Logger) zerolog.Logger {
+	return log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 }
 
 // persist makes write, a record of what an attempt did, until it is made,

@@ -64,12 +64,15 @@ func (j *Job) Progress(ctx context.Context, percent float64, message string) err
 
 // SaveCheckpoint stores a checkpoint (any JSON) together with progress. A
 // later attempt of the same job receives it in Job.Checkpoint. While Redis
-// is unavailable (queue.Unavailable) it tries again until ctx is done, so
-// that a short outage does not cost the work since the last checkpoint.
+// is unavailable (queue.Unavailable) it tries again, for up to 10s (or
+// until ctx is done, if sooner), so that a short outage does not cost the
+// work since the last checkpoint.
 func (j *Job) SaveCheckpoint(ctx context.Context, checkpoint []byte, percent float64, message string) error {
 	if j.report == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
 	return persist(ctx, func(ctx context.Context) error {
 		return j.report(ctx, percent, message, checkpoint)
 	})

@@ -195,6 +195,10 @@ func run(cfg Config, log zerolog.Logger) error {
 		}()
 		select {
 		case <-waiter.Ready():
+		case <-ctx.Done():
+			return nil // stopped before it started
+		case err := <-errc:
+			return redisErr(cfg, err)
 		case <-time.After(10 * time.Second):
 			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			err := redisReady(pctx, rdb)
@@ -223,7 +227,7 @@ func run(cfg Config, log zerolog.Logger) error {
 		go func() {
 			defer wg.Done()
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
+				errc <- serveError{err}
 			}
 		}()
 		wg.Add(1)
@@ -251,14 +255,26 @@ func run(cfg Config, log zerolog.Logger) error {
 	case err := <-errc:
 		if err != nil {
 			stop()
-			if queue.Unavailable(err) {
-				err = fmt.Errorf("Redis at %s: %w", cfg.masked(), err)
-			}
-			return err
+			return redisErr(cfg, err)
 		}
 	}
 	wg.Wait()
 	return nil
+}
+
+// serveError is the error of the API's http.Server.Serve.
+type serveError struct{ error }
+
+func (e serveError) Unwrap() error { return e.error }
+
+// redisErr names the Redis of cfg in err when err is Redis being
+// unavailable (not the API's own listener failing).
+func redisErr(cfg Config, err error) error {
+	var se serveError
+	if err == nil || errors.As(err, &se) || !queue.Unavailable(err) {
+		return err
+	}
+	return fmt.Errorf("Redis at %s: %w", cfg.masked(), err)
 }
 
 // listen opens the API's listener and server. HTTP/1.x connections go through

@@ -37,9 +37,10 @@ func TestKeysExpireInWallTime(t *testing.T) {
 			t.Fatal(err)
 		}
 		if n == 0 {
-			// A tick's FastForward may count up to a tick from before
-			// the SET.
-			if d := time.Since(set); d < ttl-tick {
+			// A tick's FastForward may count the time since the last
+			// tick from before the SET: a tick, or more when the ticker
+			// is starved (under -race on two CPUs).
+			if d := time.Since(set); d < ttl-10*tick {
 				t.Fatalf("the key expired %v after SET, before its %v TTL", d, ttl)
 			}
 			break

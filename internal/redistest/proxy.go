@@ -8,15 +8,16 @@ import (
 )
 
 // Proxy forwards TCP connections to a Redis server and can play an outage:
-// Down cuts every connection and refuses new ones (connection refused, as
-// from a server that went away), Up accepts again on the same address.
+// Down cuts every connection and resets every new one (as a server that
+// went away would, but the port stays the proxy's: a parallel test cannot
+// take it meanwhile), Up forwards again.
 type Proxy struct {
 	// Addr is the proxy's address, host:port on loopback.
 	Addr   string
 	target string
 
 	mu    sync.Mutex
-	ln    net.Listener
+	down  bool
 	conns map[net.Conn]struct{}
 }
 
@@ -29,61 +30,60 @@ func StartProxy(t testing.TB, target string) *Proxy {
 		t.Fatalf("redistest: proxy: %v", err)
 	}
 	p := &Proxy{Addr: ln.Addr().String(), target: target, conns: map[net.Conn]struct{}{}}
-	p.serve(ln)
-	t.Cleanup(p.Down)
-	return p
-}
-
-// Down closes the proxy's listener and every connection through it.
-func (p *Proxy) Down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		_ = p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	clear(p.conns)
-}
-
-// Up listens again on the proxy's address, after Down.
-func (p *Proxy) Up(t testing.TB) {
-	t.Helper()
-	ln, err := net.Listen("tcp", p.Addr)
-	if err != nil {
-		t.Fatalf("redistest: proxy up again on %s: %v", p.Addr, err)
-	}
-	p.serve(ln)
-}
-
-func (p *Proxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go p.pipe(ln, c)
+			go p.pipe(c)
 		}
 	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.Down()
+	})
+	return p
 }
 
-// pipe forwards c, accepted on ln, to the target until either side closes.
-func (p *Proxy) pipe(ln net.Listener, c net.Conn) {
+// Down cuts every connection through the proxy, and resets new ones until
+// Up.
+func (p *Proxy) Down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	clear(p.conns)
+}
+
+// Up forwards new connections again, after Down.
+func (p *Proxy) Up() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+// pipe forwards c to the target until either side closes, or resets c
+// while the proxy is down.
+func (p *Proxy) pipe(c net.Conn) {
+	p.mu.Lock()
+	down := p.down
+	p.mu.Unlock()
+	if down {
+		reset(c)
+		return
+	}
 	s, err := net.Dial("tcp", p.target)
 	if err != nil {
-		_ = c.Close()
+		reset(c)
 		return
 	}
 	p.mu.Lock()
-	if p.ln != ln { // went down meanwhile
+	if p.down { // went down meanwhile
 		p.mu.Unlock()
-		_ = c.Close()
+		reset(c)
 		_ = s.Close()
 		return
 	}
@@ -101,4 +101,12 @@ func (p *Proxy) pipe(ln net.Listener, c net.Conn) {
 	delete(p.conns, c)
 	delete(p.conns, s)
 	p.mu.Unlock()
+}
+
+// reset closes c with a TCP reset, as a refused or dropped connection.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
 }
