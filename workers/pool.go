@@ -169,9 +169,10 @@ type Pool struct {
 	jobsCtx   context.Context
 	jobs      *sync.WaitGroup
 
-	ackMu  sync.Mutex
-	acks   []ack         // successes waiting to be recorded
-	ackSig chan struct{} // acks is not empty
+	ackMu   sync.Mutex
+	ackers  map[string]*acker // one per queue, started by its first success
+	ackStop <-chan struct{}   // closed once every job is recorded
+	ackWG   sync.WaitGroup    // the ackers' loops
 
 	wakeMu sync.Mutex
 	wakeCh chan struct{}        // closed and replaced on every wake-up
@@ -197,7 +198,7 @@ func NewPool(q *queue.Queue, reg *Registry, cfg PoolConfig) *Pool {
 		fetchLog: sampled(cfg.Logger), beatLog: sampled(cfg.Logger), announceLog: sampled(cfg.Logger),
 		giveBackAfter: prefetchGiveBack,
 		running:       map[string]*active{}, freed: make(chan struct{}, 1), wakeCh: make(chan struct{}),
-		wakes: map[string]uint64{}, empty: map[string]emptyMark{}, ackSig: make(chan struct{}, 1)}
+		wakes: map[string]uint64{}, empty: map[string]emptyMark{}, ackers: map[string]*acker{}}
 	for i, w := range cfg.Queues {
 		p.wakes[w.Name] = 0
 		if cfg.Strict {
@@ -240,10 +241,12 @@ func (p *Pool) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); p.heartbeat(done) }()
 	bg.Add(1)
 	go func() { defer bg.Done(); p.announce(ctx) }()
-	// The acker records successes in batches until every job is recorded.
-	acked := make(chan struct{})
-	go func() { defer close(acked); p.ackLoop(done) }()
-	defer func() { <-acked }()
+	// Each queue's acker records its successes in batches until every job
+	// is recorded.
+	p.ackMu.Lock()
+	p.ackers, p.ackStop = map[string]*acker{}, done
+	p.ackMu.Unlock()
+	defer p.ackWG.Wait()
 
 	var fetching sync.WaitGroup
 	for range min(fetchers, p.cfg.Concurrency) {
@@ -282,9 +285,9 @@ func (p *Pool) Run(ctx context.Context) error {
 	return nil
 }
 
-// The acker records successes: in one round trip, every success waiting
-// when it is free ("group commit"), so a busy pool acknowledges many jobs per
-// call and an idle one waits for none. A handler's slot is free as soon as it
+// A queue's acker records its successes: in one round trip, every success
+// waiting when it is free ("group commit"), so a busy pool acknowledges many
+// jobs per call and an idle one waits for none. A handler's slot is free as soon as it
 // returns: the job stays held (heartbeats, cancellation) until its outcome is
 // recorded, but the next job need not wait for the round trip.
 
@@ -303,67 +306,65 @@ type ack struct {
 	a     *active
 }
 
-// complete hands a success to the acker, which records it and releases its
-// job.
+// acker records the successes of one queue.
+type acker struct {
+	mu   sync.Mutex
+	acks []ack         // successes waiting to be recorded
+	sig  chan struct{} // acks is not empty
+}
+
+// complete hands a success to its queue's acker, which records it and
+// releases its job.
 func (p *Pool) complete(a ack) {
-	p.ackMu.Lock()
-	p.acks = append(p.acks, a)
-	p.ackMu.Unlock()
+	k := p.ackerOf(a.c.D.Queue)
+	k.mu.Lock()
+	k.acks = append(k.acks, a)
+	k.mu.Unlock()
 	select {
-	case p.ackSig <- struct{}{}:
+	case k.sig <- struct{}{}:
 	default:
 	}
 }
 
-// ackLoop records batches of successes until stop is closed, which happens
-// once every job is recorded. Each queue's successes are recorded by a
-// flush of their own, one at a time per queue and side by side across
-// queues: a queue whose slot cannot be written for a while (a Redis Cluster
-// node down, whose writes persist tries again) holds up only its own
-// successes.
-func (p *Pool) ackLoop(stop <-chan struct{}) {
-	flushing := map[string]bool{} // queues with a flush on its way
-	flushed := make(chan string)  // a queue's flush is over
-	var held []ack                // successes of queues with a flush on its way
+// ackerOf returns the acker of queue name, started on first use. Each
+// queue's successes are recorded by an acker of their own, side by side
+// across queues: a queue whose slot cannot be written for a while (a Redis
+// Cluster node down, whose writes persist tries again) holds up only its
+// own successes.
+func (p *Pool) ackerOf(name string) *acker {
+	p.ackMu.Lock()
+	defer p.ackMu.Unlock()
+	k := p.ackers[name]
+	if k == nil {
+		k = &acker{sig: make(chan struct{}, 1)}
+		p.ackers[name] = k
+		p.ackWG.Add(1)
+		go func(stop <-chan struct{}) {
+			defer p.ackWG.Done()
+			p.ackLoop(name, k, stop)
+		}(p.ackStop)
+	}
+	return k
+}
+
+// ackLoop records batches of the successes of queue name until stop is
+// closed, which happens once every job is recorded: every success waiting
+// when it is free, in one round trip per batch ("group commit").
+func (p *Pool) ackLoop(name string, k *acker, stop <-chan struct{}) {
+	var batch []ack
 	for {
 		select {
-		case <-p.ackSig:
-		case name := <-flushed:
-			delete(flushing, name)
+		case <-k.sig:
 		case <-stop:
 			return
 		}
-		p.ackMu.Lock()
-		batch := append(held, p.acks...)
-		clear(p.acks) // keep no job alive until the next batch
-		p.acks = p.acks[:0]
-		p.ackMu.Unlock()
-		held = nil
-		var order []string
-		groups := map[string][]ack{}
-		for _, a := range batch {
-			name := a.c.D.Queue
-			if flushing[name] {
-				held = append(held, a)
-				continue
-			}
-			if groups[name] == nil {
-				order = append(order, name)
-			}
-			groups[name] = append(groups[name], a)
+		k.mu.Lock()
+		batch, k.acks = k.acks, batch[:0]
+		k.mu.Unlock()
+		for i := 0; i < len(batch); i += maxAckBatch {
+			p.flush(name, batch[i:min(i+maxAckBatch, len(batch))])
 		}
-		for _, name := range order {
-			flushing[name] = true
-			go func(acks []ack) {
-				for i := 0; i < len(acks); i += maxAckBatch {
-					p.flush(name, acks[i:min(i+maxAckBatch, len(acks))])
-				}
-				select {
-				case flushed <- name:
-				case <-stop:
-				}
-			}(groups[name])
-		}
+		clear(batch) // keep no job alive until the next batch
 	}
 }
 
