@@ -180,6 +180,11 @@ func decode(id, q string, h map[string]string) api.Job {
 		OrderingKey: h["okey"],
 	}
 	j.Done = api.Terminal(j.State)
+	if j.State != api.StateScheduled && j.State != api.StateRetrying {
+		// The record keeps the last run_at; the document tells it only
+		// while the job waits for it.
+		j.RunAt = nil
+	}
 	j.Progress.Percent, _ = strconv.ParseFloat(h["pct"], 64)
 	j.Progress.Message = h["msg"]
 	if c := h["ckpt"]; c != "" && json.Valid([]byte(c)) {
