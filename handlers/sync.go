@@ -113,7 +113,7 @@ func (a *service) admitSync(ctx context.Context, nj queue.NewJob, now time.Time,
 	if workers == 0 {
 		return expectationFailed(fmt.Sprintf("no live worker drains queue %q, so the job cannot finish while you wait; send it without Expect and poll", name))
 	}
-	backlog, paused, err := a.q.Admission(ctx, name)
+	backlog, paused, err := a.q.Admission(ctx, name, nj.Priority)
 	if err != nil {
 		return err
 	}

@@ -451,6 +451,16 @@ func testPriority(t *testing.T, e *env) {
 		e.clock.Advance(time.Duration(i) * time.Millisecond)
 		byID[e.enqueue(queue.NewJob{Queue: q, Kind: j.name, Priority: j.prio}).ID] = j.name
 	}
+	// A job waited for has ahead of it the ready jobs of a higher priority
+	// or of its own (which came before it), not the others.
+	for _, c := range []struct {
+		prio int
+		want int64
+	}{{11, 0}, {10, 2}, {7, 2}, {5, 3}, {0, 5}, {-3, 6}} {
+		if n, _, err := e.q.Admission(e.ctx, q, c.prio); err != nil || n != c.want {
+			t.Errorf("Admission(priority %d) = %d, %v; want %d jobs ahead", c.prio, n, err, c.want)
+		}
+	}
 	var got []string
 	for {
 		ds := e.fetch(q, 1)

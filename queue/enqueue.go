@@ -645,13 +645,16 @@ func (q *Queue) Handoff(ctx context.Context, j NewJob) (Enqueued, *Delivery, err
 	return Enqueued{ID: j.ID, State: "running", CreatedAt: created}, d, nil
 }
 
-// Admission returns what decides whether a job of queue name may be waited
-// for: how many jobs are ready ahead of it, and whether the queue is paused.
-func (q *Queue) Admission(ctx context.Context, name string) (backlog int64, paused bool, err error) {
+// Admission returns what decides whether a job of queue name and priority
+// may be waited for: how many jobs are ready ahead of it (of a higher
+// priority, or of its own and ready before it: the ready set's order), and
+// whether the queue is paused.
+func (q *Queue) Admission(ctx context.Context, name string, priority int) (backlog int64, paused bool, err error) {
 	var n *redis.IntCmd
 	var p *redis.StringCmd
+	until := strconv.FormatFloat(readyScore(q.opts.Clock().UnixMilli(), priority), 'f', -1, 64)
 	_, err = q.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		n = pl.ZCard(ctx, ReadyKey(name))
+		n = pl.ZCount(ctx, ReadyKey(name), "-inf", until)
 		p = pl.HGet(ctx, MetaKey(name), "paused")
 		return nil
 	})

@@ -296,7 +296,7 @@ func testHandoff(t *testing.T, e *env) {
 	if _, _, err := e.q.Handoff(e.ctx, queue.NewJob{ID: d.ID, Queue: q, Kind: "k"}); !errors.Is(err, queue.ErrExists) {
 		t.Errorf("Handoff of an existing id: %v, want ErrExists", err)
 	}
-	if backlog, paused, err := e.q.Admission(e.ctx, q); err != nil || backlog != 0 || paused {
+	if backlog, paused, err := e.q.Admission(e.ctx, q, 0); err != nil || backlog != 0 || paused {
 		t.Errorf("Admission = %d, %v, %v; want 0, false", backlog, paused, err)
 	}
 }

@@ -161,7 +161,7 @@ func testOrderingOneAtATime(t *testing.T, e *env) {
 	e.wantOrder(q, key, a, b, c)
 	e.wantOrder(q, other, x)
 	e.wantCounts(q, map[string]int{"queued": 6}) // parked jobs count as queued
-	if n, _, err := e.q.Admission(e.ctx, q); err != nil || n != 4 {
+	if n, _, err := e.q.Admission(e.ctx, q, 0); err != nil || n != 4 {
 		t.Errorf("Admission backlog = %d, %v; want 4 (the parked jobs are not runnable)", n, err)
 	}
 
