@@ -292,7 +292,8 @@ func TestRunToCompletion(t *testing.T) {
 	for {
 		resp, body := e.do(t, "GET", "/v1/jobs/"+job.ID, "", "")
 		if resp.StatusCode == http.StatusSeeOther {
-			if loc := resp.Header.Get("Location"); loc != "/v1/reports/"+job.ID {
+			target := "/v1/reports/" + job.ID
+			if loc := resp.Header.Get("Location"); loc != target {
 				t.Fatalf("Location %q", loc)
 			}
 			// A 303 is not a 2xx: If-None-Match does not apply to it
@@ -303,9 +304,9 @@ func TestRunToCompletion(t *testing.T) {
 			}
 			for _, inm := range []string{etag, "*", "W/" + etag} {
 				again, _ := e.doHeader(t, "GET", "/v1/jobs/"+job.ID, "If-None-Match", inm)
-				if again.StatusCode != http.StatusSeeOther || again.Header.Get("Location") != loc303(job.ID) {
+				if again.StatusCode != http.StatusSeeOther || again.Header.Get("Location") != target {
 					t.Errorf("If-None-Match %s on a 303: %d, Location %q; want 303 to %s",
-						inm, again.StatusCode, again.Header.Get("Location"), loc303(job.ID))
+						inm, again.StatusCode, again.Header.Get("Location"), target)
 				}
 			}
 			break
@@ -661,6 +662,3 @@ func TestDashboardUnknownState(t *testing.T) {
 		t.Errorf("a known state: %d", resp.StatusCode)
 	}
 }
-
-// loc303 is the Location of the 303 of a succeeded report.
-func loc303(id string) string { return "/v1/reports/" + id }

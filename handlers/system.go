@@ -24,12 +24,11 @@ func (a *service) target(collection string) handlerFunc {
 		if notModified(w, r, tg.Body) {
 			return nil
 		}
-		body := tg.Body
 		h.Set("Content-Type", tg.ContentType)
-		h.Set("Content-Length", strconv.Itoa(len(body)))
+		h.Set("Content-Length", strconv.Itoa(len(tg.Body)))
 		h.Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body)
+		_, _ = w.Write(tg.Body)
 		return nil
 	}
 }

@@ -287,9 +287,9 @@ func (p *Pool) Run(ctx context.Context) error {
 
 // A queue's acker records its successes: in one round trip, every success
 // waiting when it is free ("group commit"), so a busy pool acknowledges many
-// jobs per call and an idle one waits for none. A handler's slot is free as soon as it
-// returns: the job stays held (heartbeats, cancellation) until its outcome is
-// recorded, but the next job need not wait for the round trip.
+// jobs per call and an idle one waits for none. A handler's slot is free as
+// soon as it returns: the job stays held (heartbeats, cancellation) until its
+// outcome is recorded, but the next job need not wait for the round trip.
 
 // maxAckBatch bounds one batch of successes.
 const maxAckBatch = 256
